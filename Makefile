@@ -1,0 +1,46 @@
+# langgraph-migrator — every target creates the project virtualenv if missing and
+# installs what it needs: nothing has to be installed by hand (no Docker either).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+# The embedded default: an old era upgraded to the version this tool runs on.
+FROM ?= langgraph-checkpoint-postgres==2.0.25
+TO   ?= current
+PG   ?= local
+REPORTS ?= reports
+
+.PHONY: install upgrade-check test test-fast lint typecheck fixtures clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[test]'
+	@touch $(STAMP)
+
+## The main job on the embedded default: ephemeral Postgres, real old -> new check.
+upgrade-check: $(STAMP)
+	@mkdir -p $(REPORTS)
+	$(BIN)/langgraph-migrator upgrade-check --from '$(FROM)' --to '$(TO)' --pg $(PG) \
+		--json $(REPORTS)/upgrade-check.json --junit $(REPORTS)/upgrade-check.xml
+
+## The whole suite, slow tiers included (what CI runs).
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+## Pure and fast tests only.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check migrator tests
+	$(BIN)/mypy
+
+typecheck: lint
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(REPORTS)

@@ -1,0 +1,313 @@
+"""Click wiring only: parse → call ``api`` → render → exit code.
+
+Exit codes (DESIGN.md): 0 pass; 1 gate failed; 2 usage/configuration; 3 database
+or environment; 4 lock not acquired; 5 migration failed and rolled back; 70 bug.
+``main`` is the one place that turns errors into exit codes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from migrator import __version__, api
+from migrator.config import CheckSettings, PgChoice
+from migrator.errors import MigratorError
+
+EXIT_BUG = 70
+
+
+def _progress(quiet: bool) -> Any:
+    def report(message: str) -> None:
+        if not quiet:
+            click.echo(f"… {message}", err=True)
+
+    return report
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="langgraph-migrator")
+@click.option("--raiseerr", is_flag=True, help="Show the full traceback of any error.")
+@click.pass_context
+def cli(ctx: click.Context, raiseerr: bool) -> None:
+    """langgraph-migrator: make LangGraph upgrades safe for checkpoints in PostgreSQL."""
+    ctx.obj = {"raiseerr": raiseerr}
+
+
+@cli.command("upgrade-check")
+@click.option(
+    "--from",
+    "from_spec",
+    required=True,
+    metavar="SPEC",
+    help="Version set deployed today: a spec such as "
+    "'langgraph-checkpoint-postgres==2.0.8', a requirements/lock file.",
+)
+@click.option(
+    "--to",
+    "to_spec",
+    default="current",
+    show_default=True,
+    metavar="SPEC",
+    help="Version set to upgrade to; 'current' is the one this tool runs on.",
+)
+@click.option(
+    "--pg",
+    "pg",
+    default=None,
+    metavar="auto|local|docker|MAJOR|DSN",
+    help="Postgres to run the check on (default: auto, or $LANGGRAPH_MIGRATOR_PG).",
+)
+@click.option(
+    "--canary",
+    "canaries",
+    multiple=True,
+    metavar="NAME",
+    help="Run only these built-in canaries (repeatable; default: all).",
+)
+@click.option(
+    "--canaries",
+    "user_canaries",
+    default=None,
+    metavar="MODULE:ATTR",
+    help="Your own canaries: a list of canary objects importable in both envs.",
+)
+@click.option(
+    "--thread",
+    "threads",
+    multiple=True,
+    metavar="ID",
+    help="An existing thread id to watch as well (repeatable; needs --pg DSN).",
+)
+@click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Drift policy TOML (ignore/benign path patterns).",
+)
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the report as JSON (docs/report-format.md).",
+)
+@click.option(
+    "--junit",
+    "junit_out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the report as JUnit XML (one test case per canary and check).",
+)
+@click.option("--show-values", is_flag=True, help="Print differing values, not only hashes.")
+@click.option(
+    "--timeout", default=600.0, show_default=True, help="Seconds one worker step may take."
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
+def upgrade_check(
+    from_spec: str,
+    to_spec: str,
+    pg: str | None,
+    canaries: tuple[str, ...],
+    user_canaries: str | None,
+    threads: tuple[str, ...],
+    policy_file: Path | None,
+    json_out: Path | None,
+    junit_out: Path | None,
+    show_values: bool,
+    timeout: float,
+    quiet: bool,
+) -> None:
+    """Usage: langgraph-migrator upgrade-check --from SPEC [--to SPEC|current]
+
+    Seed canary threads under the old version on an ephemeral Postgres, upgrade to
+    the new one, and prove every thread still loads unchanged and keeps running.
+    Exit 0 pass, 1 breaking drift, 2 usage, 3 environment.
+    """
+    from migrator import report as reports
+
+    pyproject = Path("pyproject.toml")
+    settings = CheckSettings(
+        from_spec=from_spec,
+        to_spec=to_spec,
+        pg=PgChoice.parse(pg),
+        canaries=canaries,
+        user_canaries=user_canaries,
+        threads=threads,
+        policy_file=policy_file,
+        pyproject=pyproject if pyproject.is_file() else None,
+        worker_timeout=timeout,
+    )
+    result = api.upgrade_check(settings, progress=_progress(quiet))
+    reports.render_text(result, show_values=show_values)
+    if json_out:
+        reports.write_json(result, json_out)
+    if junit_out:
+        reports.write_junit(result, junit_out)
+    reports.append_step_summary(result)
+    if result.verdict == "fail":
+        sys.exit(1)
+
+
+@cli.group("pg")
+def pg_group() -> None:
+    """Usage: langgraph-migrator pg up|down|list
+
+    Ephemeral PostgreSQL servers: local binaries (no Docker needed) or Docker.
+    """
+
+
+def _run_dir() -> Path:
+    from migrator.postgres.sources import cache_root
+
+    path = cache_root() / "run"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pg_group.command("up")
+@click.option("--major", type=int, default=None, help="Postgres major (default: 18, embedded).")
+@click.option(
+    "--provider",
+    type=click.Choice(["auto", "local", "docker"]),
+    default="auto",
+    show_default=True,
+    help="Where the server comes from.",
+)
+def pg_up(major: int | None, provider: str) -> None:
+    """Usage: langgraph-migrator pg up [--major N] [--provider auto|local|docker]
+
+    Start an ephemeral server, print its DSN on stdout, and keep it running until
+    `langgraph-migrator pg down` or Ctrl-C. Nothing is left behind when it stops.
+    """
+    server = api.pg_up(PgChoice(provider=provider, major=major))
+    state = _run_dir() / f"pg-up-{os.getpid()}.json"
+    stop = threading.Event()
+    try:
+        state.write_text(json.dumps({"pid": os.getpid(), "major": server.major}))
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, lambda *_: stop.set())
+        click.echo(server.dsn)
+        click.echo(
+            f"PostgreSQL {server.major} ({server.provider}) is up; "
+            "stop it with `langgraph-migrator pg down` or Ctrl-C.",
+            err=True,
+        )
+        while not stop.wait(0.5):
+            pass
+    finally:
+        state.unlink(missing_ok=True)
+        server.stop()
+        click.echo("stopped.", err=True)
+
+
+@pg_group.command("down")
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for each.")
+def pg_down(timeout: float) -> None:
+    """Usage: langgraph-migrator pg down
+
+    Stop every server started with `pg up` on this machine.
+    """
+    stopped = 0
+    for state in sorted(_run_dir().glob("pg-up-*.json")):
+        pid = int(json.loads(state.read_text())["pid"])
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            state.unlink(missing_ok=True)
+            continue
+        deadline = time.monotonic() + timeout
+        while state.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        stopped += 1
+    click.echo(f"stopped {stopped} server(s).")
+
+
+@pg_group.command("list")
+def pg_list() -> None:
+    """Usage: langgraph-migrator pg list
+
+    Show the Postgres majors this machine can provide, and from where.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from migrator.postgres import list_sources
+
+    table = Table(title="Postgres majors this machine can provide")
+    for col in ("major", "provider", "source", "state"):
+        table.add_column(col)
+    for src in list_sources():
+        table.add_row(*(str(x) for x in src.row()))
+    Console().print(table)
+
+
+@cli.group("env")
+def env_group() -> None:
+    """Usage: langgraph-migrator env info SPEC
+
+    Version environments: one cached virtualenv per version set.
+    """
+
+
+@env_group.command("info")
+@click.argument("spec")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def env_info(spec: str, as_json: bool) -> None:
+    """Usage: langgraph-migrator env info SPEC
+
+    Build (or reuse) the environment for SPEC and print its versions and the
+    MIGRATIONS its setup() would run.
+    """
+    info = api.env_info(spec, progress=_progress(as_json))
+    if as_json:
+        click.echo(json.dumps(info, indent=2, sort_keys=True))
+        return
+    click.echo(f"environment: {info['env']['label']} (key {info['env']['key']})")
+    for name, version in sorted(info.get("versions", {}).items()):
+        click.echo(f"  {name}=={version}")
+    migrations = info.get("migrations") or []
+    click.echo(f"MIGRATIONS: {len(migrations)} entries")
+    for i, stmt in enumerate(migrations):
+        first = " ".join(str(stmt).split())[:90]
+        click.echo(f"  v{i}: {first}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: the one place that maps errors to exit codes."""
+    raiseerr = "--raiseerr" in (argv if argv is not None else sys.argv[1:])
+    try:
+        rc = cli.main(args=argv, prog_name="langgraph-migrator", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except MigratorError as exc:
+        if raiseerr:
+            raise
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except SystemExit:
+        raise
+    except Exception:  # noqa: BLE001 - the one place that turns a bug into exit 70
+        import traceback
+
+        traceback.print_exc()
+        click.echo(
+            "error: unexpected failure (a bug in langgraph-migrator); "
+            "please report it with the traceback above.",
+            err=True,
+        )
+        sys.exit(EXIT_BUG)
+    sys.exit(rc if isinstance(rc, int) else 0)

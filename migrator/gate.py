@@ -1,0 +1,333 @@
+"""The ``upgrade-check`` flow: seed under the old version, read under the new, compare.
+
+Steps (DESIGN.md "Flows"): provision → old env: ``setup()``, seed canaries,
+snapshot (golden) → rolling-deploy check (new env reads before its ``setup()``)
+→ new env: ``setup()``, snapshot, compare → resume check (both envs continue
+the paused canaries, on copies of the same data) → rollback check (old env reads
+what the new env wrote) → ``Report``. Every database this creates is dropped at
+the end, and a provisioned server is stopped.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from migrator import envs
+from migrator.compare import Diff, compare_resumes, compare_snapshots
+from migrator.config import CheckSettings
+from migrator.errors import ConfigError, ConnectError, WorkerError
+from migrator.policy import Policy, load_policy
+from migrator.postgres import Server, provision, redact_dsn
+from migrator.report import Check, Report
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+@dataclass
+class _Run:
+    """Mutable state of one check run: timings, databases to drop."""
+
+    server: Server
+    progress: Progress
+    timings: dict[str, float] = field(default_factory=dict)
+    databases: list[str] = field(default_factory=list)
+
+    @contextmanager
+    def step(self, name: str, message: str) -> Iterator[None]:
+        self.progress(message)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+
+    def dsn(self, dbname: str) -> str:
+        return make_conninfo(self.server.dsn, dbname=dbname)
+
+    def create_database(self, template: str | None = None) -> str:
+        """A new database (optionally a copy of ``template``); dropped by ``cleanup``."""
+        name = f"lgm_check_{uuid.uuid4().hex[:12]}"
+        query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            query = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template)
+            )
+        try:
+            with psycopg.connect(self.server.dsn, autocommit=True) as conn:
+                conn.execute(query)
+        except psycopg.Error as exc:
+            raise ConnectError(
+                f"could not create a scratch database on {redact_dsn(self.server.dsn)}: "
+                f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}",
+                hint="the role needs CREATEDB, or let the tool provision a server (--pg auto)",
+            ) from exc
+        self.databases.append(name)
+        return name
+
+    def cleanup(self) -> None:
+        try:
+            with psycopg.connect(self.server.dsn, autocommit=True) as conn:
+                for name in reversed(self.databases):
+                    conn.execute(
+                        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                            sql.Identifier(name)
+                        )
+                    )
+        except psycopg.Error:
+            pass  # the server is going away, or the user's server keeps a stray scratch db
+
+
+def _threads_request(
+    seeded: list[Mapping[str, Any]], watched: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    threads = [
+        {"thread_id": t["thread_id"], "canary": t["canary"]}
+        for t in seeded
+        if t["status"] == "seeded"
+    ]
+    threads += [{"thread_id": tid, "canary": None} for tid in watched]
+    return threads
+
+
+def _thread_errors(snapshot: Mapping[str, Any]) -> dict[str, str]:
+    """Thread id → first error message found when reading that thread, if any."""
+    found: dict[str, str] = {}
+    for tid, thread in snapshot.get("threads", {}).items():
+        err = thread.get("error")
+        if err:
+            found[tid] = str(err.get("__error__", err))
+            continue
+        for cp in thread.get("checkpoints", []):
+            if cp.get("error"):
+                found[tid] = str(cp["error"].get("__error__", cp["error"]))
+                break
+    return found
+
+
+def _diff_checks(
+    check: str, diff: Diff, threads: list[dict[str, Any]], *, fail_status: str = "fail"
+) -> list[Check]:
+    """One check per thread from a ``Diff``: fail on breaking differences."""
+    out: list[Check] = []
+    for t in threads:
+        tid = t["thread_id"]
+        mine = [d for d in diff.differences if d.thread_id == tid]
+        breaking = [d for d in mine if d.severity == "breaking"]
+        benign = [d for d in mine if d.severity == "benign"]
+        hazards = tuple(sorted({d.hazard for d in breaking if d.hazard}))
+        if breaking:
+            summary = f"{len(breaking)} breaking, {len(benign)} benign difference(s)"
+            status = fail_status
+        else:
+            summary = f"unchanged ({len(benign)} benign difference(s))" if benign else "unchanged"
+            status = "pass"
+        out.append(
+            Check(
+                check=check,
+                status=status,  # type: ignore[arg-type]
+                summary=summary,
+                canary=t["canary"],
+                thread_id=None if t["canary"] else tid,
+                hazards=hazards,
+                differences=tuple(d.to_dict() for d in mine),
+            )
+        )
+    return out
+
+
+def _read_check(
+    check: str,
+    hazard: str,
+    snapshot: Mapping[str, Any],
+    threads: list[dict[str, Any]],
+    explain: str,
+) -> list[Check]:
+    """Warn per thread that the given version could not read; pass otherwise."""
+    errors = _thread_errors(snapshot)
+    out = []
+    for t in threads:
+        err = errors.get(t["thread_id"])
+        out.append(
+            Check(
+                check=check,
+                status="warn" if err else "pass",
+                summary=f"{explain}: {err}" if err else "readable",
+                canary=t["canary"],
+                thread_id=None if t["canary"] else t["thread_id"],
+                hazards=(hazard,) if err else (),
+            )
+        )
+    return out
+
+
+def run_upgrade_check(settings: CheckSettings, *, progress: Progress = _quiet) -> Report:
+    """Run the whole gate and return its report (the caller renders it and exits).
+
+    Args:
+        settings: versions, Postgres choice, canaries, threads, policy.
+        progress: called with a one-line message as each step starts.
+
+    Returns:
+        The report; ``report.verdict == "fail"`` means the gate failed.
+
+    Raises:
+        ConfigError: bad specs, from == to, bad policy or canary module (exit 2).
+        EnvironmentProblem: Postgres, env build or worker failures (exit 3).
+    """
+    old_vs = envs.parse_version_set(settings.from_spec)
+    new_vs = envs.parse_version_set(settings.to_spec)
+    if old_vs.key == new_vs.key:
+        raise ConfigError(
+            f"--from and --to resolve to the same version set ({old_vs.label}).",
+            hint="name the version you deploy today as --from and the one you upgrade to as --to",
+        )
+    policy: Policy = load_policy(settings.pyproject, settings.policy_file)
+
+    started = time.perf_counter()
+    progress(f"provisioning Postgres ({settings.pg.provider})")
+    server = provision(settings.pg.provider, settings.pg.major, settings.pg.dsn)
+    run = _Run(server=server, progress=progress)
+    run.timings["provision"] = time.perf_counter() - started
+    try:
+        return _check(run, settings, old_vs, new_vs, policy)
+    finally:
+        run.cleanup()
+        server.stop()
+
+
+def _check(
+    run: _Run,
+    settings: CheckSettings,
+    old_vs: envs.VersionSet,
+    new_vs: envs.VersionSet,
+    policy: Policy,
+) -> Report:
+    timeout = settings.worker_timeout
+    with run.step("env_old", f"building old environment {old_vs.label}"):
+        old_env = envs.ensure_env(old_vs, progress=run.progress)
+    with run.step("env_new", f"building new environment {new_vs.label}"):
+        new_env = envs.ensure_env(new_vs, progress=run.progress)
+
+    main_db = run.create_database()
+    main = run.dsn(main_db)
+    canary_request = {
+        "canaries": list(settings.canaries) or None,
+        "user_canaries": settings.user_canaries,
+    }
+    with run.step("seed", f"seeding canaries under {old_vs.label}"):
+        envs.run_worker(old_env, "setup", {"dsn": main}, timeout=timeout)
+        try:
+            seeded = envs.run_worker(
+                old_env, "seed", {"dsn": main, **canary_request}, timeout=timeout
+            )
+        except WorkerError as exc:
+            if exc.kind in ("CanaryImportError", "ModuleNotFoundError", "ImportError"):
+                raise ConfigError(
+                    f"canary module {settings.user_canaries!r} could not be loaded: {exc.message}",
+                    hint="pass --canaries module:attr importable in the version environment",
+                ) from exc
+            raise
+    checks: list[Check] = []
+    for t in seeded["threads"]:
+        status = {"seeded": "pass", "skipped": "skip"}.get(t["status"], "fail")
+        checks.append(
+            Check(
+                check="seed",
+                status=status,  # type: ignore[arg-type]
+                summary=t.get("reason") or t["status"],
+                canary=t["canary"],
+            )
+        )
+    threads = _threads_request(seeded["threads"], settings.threads)
+    snap_request = {"threads": threads, "user_canaries": settings.user_canaries}
+
+    with run.step("golden", f"snapshot (golden) under {old_vs.label}"):
+        golden = envs.run_worker(
+            old_env, "snapshot", {"dsn": main, **snap_request}, timeout=timeout
+        )
+    missing = [
+        tid
+        for tid, th in golden["threads"].items()
+        if th.get("canary") is None and "NoSuchThread" in str(th.get("error") or "")
+    ]
+    if missing:
+        raise ConfigError(f"thread(s) not found in the database: {', '.join(missing)}")
+
+    # Copies taken before the new version touches anything.
+    rolling_db = run.create_database(template=main_db)
+    old_resume_db = run.create_database(template=main_db)
+
+    with run.step("rolling", f"rolling-deploy check: {new_vs.label} before its setup()"):
+        rolling = envs.run_worker(
+            new_env, "snapshot", {"dsn": run.dsn(rolling_db), **snap_request}, timeout=timeout
+        )
+    checks += _read_check(
+        "rolling-deploy",
+        "H-READ-BEFORE-SETUP",
+        rolling,
+        threads,
+        "new code cannot read this thread until its setup() has run; "
+        "finish the migration before new pods serve",
+    )
+
+    with run.step("migrate", f"setup() under {new_vs.label}"):
+        setup_new = envs.run_worker(new_env, "setup", {"dsn": main}, timeout=timeout)
+    with run.step("snapshot_new", f"snapshot under {new_vs.label}"):
+        after = envs.run_worker(new_env, "snapshot", {"dsn": main, **snap_request}, timeout=timeout)
+    drift = compare_snapshots(golden, after, policy=policy)
+    checks += _diff_checks("drift", drift, threads)
+
+    with run.step("resume", "resume check: continuing paused canaries in both versions"):
+        resume_request = {
+            "canaries": [t["canary"] for t in threads if t["canary"]],
+            "user_canaries": settings.user_canaries,
+        }
+        resumed_new = envs.run_worker(
+            new_env, "resume", {"dsn": main, **resume_request}, timeout=timeout
+        )
+        resumed_old = envs.run_worker(
+            old_env, "resume", {"dsn": run.dsn(old_resume_db), **resume_request}, timeout=timeout
+        )
+    resume_diff = compare_resumes(resumed_old, resumed_new, policy=policy)
+    resumed_ids = {r["thread_id"] for r in resumed_new["threads"]}
+    checks += _diff_checks(
+        "resume", resume_diff, [t for t in threads if t["thread_id"] in resumed_ids]
+    )
+
+    with run.step("rollback", f"rollback check: {old_vs.label} reads what the new version wrote"):
+        rolled_back = envs.run_worker(
+            old_env, "snapshot", {"dsn": main, **snap_request}, timeout=timeout
+        )
+    checks += _read_check(
+        "rollback",
+        "H-ROLLBACK-NULL",
+        rolled_back,
+        threads,
+        "the old version cannot read this thread after the new one wrote to it; "
+        "rolling back the app breaks it",
+    )
+
+    return Report(
+        command="upgrade-check",
+        checks=tuple(checks),
+        versions={"from": golden.get("versions", {}), "to": after.get("versions", {})},
+        server={"provider": run.server.provider, "major": run.server.major},
+        timings=run.timings,
+        notes=(
+            f"new setup(): ledger v{setup_new.get('ledger_before')} -> "
+            f"v{setup_new.get('ledger_after')}",
+        ),
+    )

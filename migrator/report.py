@@ -1,0 +1,220 @@
+"""Reports: one value type, four renderings (terminal, JSON, JUnit XML, Markdown).
+
+A ``Report`` is a list of ``Check`` results. Each check is tri-state-plus-warning:
+``pass``, ``fail`` (breaks the gate), ``warn`` (a deploy constraint the team must
+know, e.g. the migration must finish before new pods serve) or ``skip``.
+The JSON shape is documented in ``docs/report-format.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from xml.etree import ElementTree as ET
+
+Status = Literal["pass", "fail", "warn", "skip"]
+
+REPORT_FORMAT = "langgraph-migrator/report@1"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One verdict: a check (``drift``, ``resume``, ...) on one canary or thread, or global."""
+
+    check: str
+    status: Status
+    summary: str
+    canary: str | None = None
+    thread_id: str | None = None
+    hazards: tuple[str, ...] = ()
+    differences: tuple[Mapping[str, Any], ...] = ()
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """``check[canary]``: the JUnit test case name."""
+        target = self.canary or self.thread_id
+        return f"{self.check}[{target}]" if target else self.check
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (see docs/report-format.md)."""
+        return {
+            "check": self.check,
+            "name": self.name,
+            "status": self.status,
+            "summary": self.summary,
+            "canary": self.canary,
+            "thread_id": self.thread_id,
+            "hazards": list(self.hazards),
+            "differences": [dict(d) for d in self.differences],
+            "details": dict(self.details),
+        }
+
+
+@dataclass(frozen=True)
+class Report:
+    """The outcome of one command run."""
+
+    command: str
+    checks: tuple[Check, ...]
+    versions: Mapping[str, Any] = field(default_factory=dict)
+    server: Mapping[str, Any] = field(default_factory=dict)
+    timings: Mapping[str, float] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def verdict(self) -> Literal["pass", "fail"]:
+        """``fail`` when any check failed; warnings do not fail the gate."""
+        return "fail" if any(c.status == "fail" for c in self.checks) else "pass"
+
+    @property
+    def hazards(self) -> list[str]:
+        """Hazard ids seen in any non-passing check, sorted."""
+        return sorted({h for c in self.checks if c.status != "pass" for h in c.hazards})
+
+    def counts(self) -> dict[str, int]:
+        """Number of checks per status, and breaking/benign difference counts."""
+        out = {s: 0 for s in ("pass", "fail", "warn", "skip")}
+        for c in self.checks:
+            out[c.status] += 1
+        diffs = [d for c in self.checks for d in c.differences]
+        out["breaking"] = sum(1 for d in diffs if d.get("severity") == "breaking")
+        out["benign"] = sum(1 for d in diffs if d.get("severity") == "benign")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (see docs/report-format.md)."""
+        return {
+            "format": REPORT_FORMAT,
+            "command": self.command,
+            "verdict": self.verdict,
+            "counts": self.counts(),
+            "hazards": self.hazards,
+            "versions": dict(self.versions),
+            "server": dict(self.server),
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "notes": list(self.notes),
+            "checks": [c.to_dict() for c in self.checks],
+        }
+
+
+def _difference_line(d: Mapping[str, Any], show_values: bool) -> str:
+    summary = d.get("summary_values" if show_values else "summary")
+    if summary:
+        return str(summary)
+    return f"{d.get('severity', '?')} {d.get('kind', '?')} at {d.get('path', '?')}"
+
+
+def render_text(report: Report, *, show_values: bool = False, console: Any = None) -> None:
+    """Print the human summary: a table of checks, then the differences that matter."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    table = Table(title=f"langgraph-migrator {report.command}", show_lines=False)
+    for col in ("check", "target", "status", "hazards", "summary"):
+        table.add_column(col, overflow="fold")
+    styles = {"pass": "green", "fail": "bold red", "warn": "yellow", "skip": "dim"}
+    for c in report.checks:
+        table.add_row(
+            c.check,
+            c.canary or c.thread_id or "",
+            f"[{styles[c.status]}]{c.status}[/]",
+            ", ".join(c.hazards),
+            c.summary,
+        )
+    console.print(table)
+    for c in report.checks:
+        shown = [d for d in c.differences if d.get("severity") == "breaking"]
+        if c.status in ("fail", "warn") and shown:
+            console.print(f"[bold]{c.name}[/]: {len(shown)} breaking difference(s)")
+            for d in shown[:20]:
+                console.print(f"  - {_difference_line(d, show_values)}", markup=False)
+            if len(shown) > 20:
+                console.print(f"  ... {len(shown) - 20} more (see --json)")
+    for note in report.notes:
+        console.print(f"note: {note}", markup=False)
+    counts = report.counts()
+    colour = "green" if report.verdict == "pass" else "bold red"
+    console.print(
+        f"[{colour}]verdict: {report.verdict.upper()}[/] — {counts['fail']} failed, "
+        f"{counts['warn']} warnings, {counts['pass']} passed, {counts['skip']} skipped; "
+        f"{counts['breaking']} breaking / {counts['benign']} benign differences"
+    )
+
+
+def write_json(report: Report, path: Path) -> None:
+    """Write ``report.to_dict()`` to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report.to_dict(), indent=2, sort_keys=True, default=str) + "\n")
+
+
+def to_junit(report: Report) -> ET.Element:
+    """One ``<testcase>`` per check; ``fail`` → ``<failure>``, ``skip`` → ``<skipped>``."""
+    suite = ET.Element(
+        "testsuite",
+        name=f"langgraph-migrator.{report.command}",
+        tests=str(len(report.checks)),
+        failures=str(sum(c.status == "fail" for c in report.checks)),
+        skipped=str(sum(c.status == "skip" for c in report.checks)),
+        errors="0",
+        time=f"{sum(report.timings.values()):.3f}",
+    )
+    for c in report.checks:
+        case = ET.SubElement(suite, "testcase", classname=f"upgrade.{c.check}", name=c.name)
+        body = "\n".join(_difference_line(d, False) for d in c.differences)
+        if c.status == "fail":
+            failure = ET.SubElement(case, "failure", message=c.summary, type=",".join(c.hazards))
+            failure.text = body
+        elif c.status == "skip":
+            ET.SubElement(case, "skipped", message=c.summary)
+        elif c.status == "warn":
+            out = ET.SubElement(case, "system-out")
+            out.text = f"WARNING {', '.join(c.hazards)}: {c.summary}\n{body}"
+    return suite
+
+
+def write_junit(report: Report, path: Path) -> None:
+    """Write the JUnit XML rendering to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    root = ET.Element("testsuites", name="langgraph-migrator")
+    root.append(to_junit(report))
+    ET.indent(root)
+    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+
+
+def render_markdown(report: Report) -> str:
+    """A GitHub-flavoured Markdown summary (for ``$GITHUB_STEP_SUMMARY``)."""
+    counts = report.counts()
+    icon = {"pass": "✅", "fail": "❌", "warn": "⚠️", "skip": "⏭️"}
+    lines = [
+        f"## langgraph-migrator {report.command}: {icon[report.verdict]} {report.verdict}",
+        "",
+        f"{counts['fail']} failed, {counts['warn']} warnings, {counts['pass']} passed, "
+        f"{counts['skip']} skipped; {counts['breaking']} breaking / {counts['benign']} benign.",
+        "",
+        "| check | target | status | hazards | summary |",
+        "|---|---|---|---|---|",
+    ]
+    for c in report.checks:
+        summary = c.summary.replace("|", "\\|")
+        lines.append(
+            f"| {c.check} | {c.canary or c.thread_id or ''} | {icon[c.status]} {c.status} "
+            f"| {', '.join(c.hazards)} | {summary} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def append_step_summary(report: Report, environ: Mapping[str, str] | None = None) -> Path | None:
+    """Append the Markdown summary to ``$GITHUB_STEP_SUMMARY`` when it is set."""
+    target = (environ if environ is not None else os.environ).get("GITHUB_STEP_SUMMARY")
+    if not target:
+        return None
+    path = Path(target)
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(render_markdown(report))
+    return path
