@@ -1,0 +1,146 @@
+"""DSN helpers: hide passwords, connect with typed errors, read the server's major."""
+
+from __future__ import annotations
+
+import re
+
+import psycopg
+from psycopg import conninfo
+
+from migrator.errors import ConnectError
+
+CONNECT_TIMEOUT_S = 5
+
+SHOW_VERSION_NUM_SQL = "SHOW server_version_num"
+SHOW_VERSION_SQL = "SHOW server_version"
+
+_MASK = "***"
+# key=value form (and URL query parameters): password='it''s', password=plain
+_KV_PASSWORD = re.compile(
+    r"""(?P<key>\bpassword\s*=\s*)(?P<value>'(?:[^'\\]|\\.|'')*'|[^\s&#]+)""",
+    re.IGNORECASE,
+)
+_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)")
+
+
+def redact_dsn(dsn: str) -> str:
+    """Hide the password of a DSN, in URL or key=value form.
+
+    Args:
+        dsn: A libpq connection string, ``postgresql://user:pw@host/db`` or
+            ``host=... password=...``.
+
+    Returns:
+        The same string with every password replaced by ``***``.
+    """
+    text = dsn
+    scheme = _SCHEME.match(text)
+    if scheme:
+        start = scheme.end()
+        rest = text[start:]
+        # The userinfo ends at the last "@" before the path/query; passwords with
+        # an unencoded "@" or "/" are common enough in hand-written DSNs.
+        query_at = rest.find("?")
+        head = rest if query_at < 0 else rest[:query_at]
+        at = head.rfind("@")
+        if at >= 0:
+            userinfo = head[:at]
+            user, sep, _password = userinfo.partition(":")
+            if sep:
+                rest = f"{user}:{_MASK}{rest[at:]}"
+        text = text[:start] + rest
+    return _KV_PASSWORD.sub(lambda m: f"{m.group('key')}{_MASK}", text)
+
+
+def redact_text(text: str, dsn: str | None) -> str:
+    """Hide a DSN's password wherever it occurs in ``text`` (e.g. a driver message).
+
+    Args:
+        text: Any message.
+        dsn: The DSN whose password must not appear, if any.
+
+    Returns:
+        ``text`` with the DSN and its password masked.
+    """
+    if dsn:
+        password = _password_of(dsn)
+        if dsn in text:
+            text = text.replace(dsn, redact_dsn(dsn))
+        if password:
+            text = text.replace(password, _MASK)
+    return redact_dsn(text) if "password" in text.lower() else text
+
+
+def _password_of(dsn: str) -> str | None:
+    try:
+        value = conninfo.conninfo_to_dict(dsn).get("password")
+    except psycopg.ProgrammingError:
+        return None
+    return str(value) if value else None
+
+
+def with_dbname(dsn: str, dbname: str) -> str:
+    """Return ``dsn`` pointing at another database (key=value form).
+
+    Args:
+        dsn: A libpq connection string.
+        dbname: The database to point at.
+
+    Returns:
+        A libpq connection string.
+    """
+    return conninfo.make_conninfo(dsn, dbname=dbname)
+
+
+def connect(dsn: str, *, autocommit: bool = True) -> psycopg.Connection[tuple[object, ...]]:
+    """Open a connection, turning any failure into a ``ConnectError``.
+
+    Args:
+        dsn: A libpq connection string.
+        autocommit: Open the connection in autocommit mode.
+
+    Returns:
+        An open psycopg connection.
+
+    Raises:
+        ConnectError: The server could not be reached or refused us.
+    """
+    try:
+        return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT_S)
+    except (psycopg.Error, ValueError) as exc:
+        detail = " ".join(str(exc).split())
+        raise ConnectError(
+            f"Cannot connect to {redact_dsn(dsn)}: {redact_text(detail, dsn)}",
+            hint="check host, port, user and password, and that the server is running.",
+        ) from exc
+
+
+def server_version(dsn: str) -> tuple[int, str]:
+    """Read a server's version.
+
+    Args:
+        dsn: A libpq connection string.
+
+    Returns:
+        ``(major, server_version)``, e.g. ``(15, "15.19")``.
+
+    Raises:
+        ConnectError: The server could not be reached.
+    """
+    with connect(dsn) as conn:
+        num_row = conn.execute(SHOW_VERSION_NUM_SQL).fetchone()
+        text_row = conn.execute(SHOW_VERSION_SQL).fetchone()
+    assert num_row is not None and text_row is not None
+    return major_of_version_num(int(str(num_row[0]))), str(text_row[0])
+
+
+def major_of_version_num(num: int) -> int:
+    """Turn ``server_version_num`` into a major (``150019`` -> 15, ``90624`` -> 9).
+
+    Args:
+        num: The value of ``server_version_num``.
+
+    Returns:
+        The major version.
+    """
+    return num // 10000
