@@ -8,11 +8,8 @@ or environment; 4 lock not acquired; 5 migration failed and rolled back; 70 bug.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -166,14 +163,6 @@ def pg_group() -> None:
     """
 
 
-def _run_dir() -> Path:
-    from migrator.postgres.sources import cache_root
-
-    path = cache_root() / "run"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 @pg_group.command("up")
 @click.option("--major", type=int, default=None, help="Postgres major (default: 18, embedded).")
 @click.option(
@@ -183,53 +172,48 @@ def _run_dir() -> Path:
     show_default=True,
     help="Where the server comes from.",
 )
-def pg_up(major: int | None, provider: str) -> None:
+@click.option("--name", default="default", show_default=True, help="Name for `pg down`.")
+def pg_up(major: int | None, provider: str, name: str) -> None:
     """Usage: langgraph-migrator pg up [--major N] [--provider auto|local|docker]
 
     Start an ephemeral server, print its DSN on stdout, and keep it running until
     `langgraph-migrator pg down` or Ctrl-C. Nothing is left behind when it stops.
     """
-    server = api.pg_up(PgChoice(provider=provider, major=major))
-    state = _run_dir() / f"pg-up-{os.getpid()}.json"
-    stop = threading.Event()
+    from migrator.postgres import start_detached, stop_detached, wait_until_stopped
+
+    server = start_detached(provider, major, name=name)
+
+    def _stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
     try:
-        state.write_text(json.dumps({"pid": os.getpid(), "major": server.major}))
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, lambda *_: stop.set())
         click.echo(server.dsn)
         click.echo(
-            f"PostgreSQL {server.major} ({server.provider}) is up; "
-            "stop it with `langgraph-migrator pg down` or Ctrl-C.",
+            f"PostgreSQL {server.version} ({server.source}) is up; "
+            f"stop it with `langgraph-migrator pg down --name {name}` or Ctrl-C.",
             err=True,
         )
-        while not stop.wait(0.5):
-            pass
+        wait_until_stopped(server)
+    except KeyboardInterrupt:
+        pass
     finally:
-        state.unlink(missing_ok=True)
-        server.stop()
+        stop_detached(name)
         click.echo("stopped.", err=True)
 
 
 @pg_group.command("down")
-@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for each.")
-def pg_down(timeout: float) -> None:
-    """Usage: langgraph-migrator pg down
+@click.option("--name", default=None, help="Stop only this server (default: all).")
+def pg_down(name: str | None) -> None:
+    """Usage: langgraph-migrator pg down [--name NAME]
 
-    Stop every server started with `pg up` on this machine.
+    Stop servers started with `pg up` (from any process) and remove their files.
     """
-    stopped = 0
-    for state in sorted(_run_dir().glob("pg-up-*.json")):
-        pid = int(json.loads(state.read_text())["pid"])
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            state.unlink(missing_ok=True)
-            continue
-        deadline = time.monotonic() + timeout
-        while state.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        stopped += 1
-    click.echo(f"stopped {stopped} server(s).")
+    from migrator.postgres import list_detached, stop_detached
+
+    names = [name] if name else [s.name for s in list_detached()]
+    stopped = [n for n in names if stop_detached(n) is not None]
+    click.echo(f"stopped {len(stopped)} server(s){': ' + ', '.join(stopped) if stopped else ''}.")
 
 
 @pg_group.command("list")
@@ -244,10 +228,12 @@ def pg_list() -> None:
     from migrator.postgres import list_sources
 
     table = Table(title="Postgres majors this machine can provide")
-    for col in ("major", "provider", "source", "state"):
+    for col in ("major", "kind", "installed", "where"):
         table.add_column(col)
     for src in list_sources():
-        table.add_row(*(str(x) for x in src.row()))
+        table.add_row(
+            str(src.major), src.kind, "yes" if src.installed else "on demand", src.description
+        )
     Console().print(table)
 
 
