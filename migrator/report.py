@@ -110,40 +110,67 @@ def _difference_line(d: Mapping[str, Any], show_values: bool) -> str:
 
 
 def render_text(report: Report, *, show_values: bool = False, console: Any = None) -> None:
-    """Print the human summary: a table of checks, then the differences that matter."""
+    """Print the human summary: a target × check matrix, then what failed or warned and why."""
     from rich.console import Console
     from rich.table import Table
 
     console = console or Console()
-    table = Table(title=f"langgraph-migrator {report.command}", show_lines=False)
-    for col in ("check", "target", "status", "hazards", "summary"):
-        table.add_column(col, overflow="fold")
-    styles = {"pass": "green", "fail": "bold red", "warn": "yellow", "skip": "dim"}
+    checks: list[str] = []
+    targets: list[str] = []
+    cells: dict[tuple[str, str], Check] = {}
     for c in report.checks:
-        table.add_row(
-            c.check,
-            c.canary or c.thread_id or "",
-            f"[{styles[c.status]}]{c.status}[/]",
-            ", ".join(c.hazards),
-            c.summary,
-        )
+        target = c.canary or c.thread_id or "-"
+        checks += [c.check] if c.check not in checks else []
+        targets += [target] if target not in targets else []
+        cells[(target, c.check)] = c
+    marks = {
+        "pass": "[green]ok[/]",
+        "fail": "[bold red]FAIL[/]",
+        "warn": "[yellow]warn[/]",
+        "skip": "[dim]skip[/]",
+    }
+    table = Table(title=f"langgraph-migrator {report.command}")
+    table.add_column("canary / thread")
+    for name in checks:
+        table.add_column(name, justify="center")
+    for target in targets:
+        row = [target]
+        for name in checks:
+            c = cells.get((target, name))
+            row.append(marks[c.status] if c else "")
+        table.add_row(*row)
     console.print(table)
+    # Findings: identical ones (same check, status, summary, no differences) on several
+    # targets are printed once, naming the targets.
+    groups: dict[tuple[str, str, str, tuple[str, ...]], list[Check]] = {}
     for c in report.checks:
+        if c.status in ("fail", "warn"):
+            key = (c.check, c.status, c.summary, c.hazards)
+            if c.differences:
+                key += (c.name,)  # type: ignore[assignment]
+            groups.setdefault(key, []).append(c)
+    for group in groups.values():
+        c = group[0]
+        names = ", ".join(g.canary or g.thread_id or "-" for g in group)
+        hazards = f" [{', '.join(c.hazards)}]" if c.hazards else ""
+        colour = "red" if c.status == "fail" else "yellow"
+        console.print(f"[{colour}]{c.status.upper()}[/] ", end="")
+        console.print(f"{c.check} ({names}){hazards}: {c.summary}", markup=False, highlight=False)
         shown = [d for d in c.differences if d.get("severity") == "breaking"]
-        if c.status in ("fail", "warn") and shown:
-            console.print(f"[bold]{c.name}[/]: {len(shown)} breaking difference(s)")
-            for d in shown[:20]:
-                console.print(f"  - {_difference_line(d, show_values)}", markup=False)
-            if len(shown) > 20:
-                console.print(f"  ... {len(shown) - 20} more (see --json)")
+        limit = 5 if not show_values else 20
+        for d in shown[:limit]:
+            console.print(f"    {_difference_line(d, show_values)}", markup=False, highlight=False)
+        if len(shown) > limit:
+            console.print(f"    ... {len(shown) - limit} more (see --json)", highlight=False)
     for note in report.notes:
-        console.print(f"note: {note}", markup=False)
+        console.print(f"note: {note}", markup=False, highlight=False)
     counts = report.counts()
     colour = "green" if report.verdict == "pass" else "bold red"
     console.print(
         f"[{colour}]verdict: {report.verdict.upper()}[/] — {counts['fail']} failed, "
         f"{counts['warn']} warnings, {counts['pass']} passed, {counts['skip']} skipped; "
         f"{counts['breaking']} breaking / {counts['benign']} benign differences"
+        + (f"; hazards: {', '.join(report.hazards)}" if report.hazards else "")
     )
 
 
