@@ -136,8 +136,8 @@ def render_text(report: Report, *, show_values: bool = False, console: Any = Non
     for target in targets:
         row = [target]
         for name in checks:
-            c = cells.get((target, name))
-            row.append(marks[c.status] if c else "")
+            cell = cells.get((target, name))
+            row.append(marks[cell.status] if cell else "")
         table.add_row(*row)
     console.print(table)
     # Findings: identical ones (same check, status, summary, no differences) on several
