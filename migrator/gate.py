@@ -10,11 +10,13 @@ the end, and a provisioned server is stopped.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -211,6 +213,25 @@ def run_upgrade_check(settings: CheckSettings, *, progress: Progress = _quiet) -
         server.stop()
 
 
+def _worker_caller(settings: CheckSettings) -> Callable[..., dict[str, Any]]:
+    """``run_worker`` with the timeout and, for user canaries, the user's code on the path.
+
+    User canary modules are imported inside each version environment, from the
+    directory the tool was started in (the app's checkout), after the worker code.
+    """
+    extra: dict[str, str] | None = None
+    if settings.user_canaries:
+        search = [str(envs.worker_source_dir()), str(Path.cwd())]
+        if os.environ.get("PYTHONPATH"):
+            search.append(os.environ["PYTHONPATH"])
+        extra = {"PYTHONPATH": os.pathsep.join(search)}
+
+    def call(env: envs.VersionEnv, op: str, request: dict[str, Any]) -> dict[str, Any]:
+        return envs.run_worker(env, op, request, timeout=settings.worker_timeout, extra_env=extra)
+
+    return call
+
+
 def _check(
     run: _Run,
     settings: CheckSettings,
@@ -218,7 +239,7 @@ def _check(
     new_vs: envs.VersionSet,
     policy: Policy,
 ) -> Report:
-    timeout = settings.worker_timeout
+    call = _worker_caller(settings)
     with run.step("env_old", f"building old environment {old_vs.label}"):
         old_env = envs.ensure_env(old_vs, progress=run.progress)
     with run.step("env_new", f"building new environment {new_vs.label}"):
@@ -231,16 +252,13 @@ def _check(
         "user_canaries": settings.user_canaries,
     }
     with run.step("seed", f"seeding canaries under {old_vs.label}"):
-        envs.run_worker(old_env, "setup", {"dsn": main}, timeout=timeout)
+        call(old_env, "setup", {"dsn": main})
         try:
-            seeded = envs.run_worker(
-                old_env, "seed", {"dsn": main, **canary_request}, timeout=timeout
-            )
+            seeded = call(old_env, "seed", {"dsn": main, **canary_request})
         except WorkerError as exc:
-            if exc.kind in ("CanaryImportError", "ModuleNotFoundError", "ImportError"):
+            if exc.kind in ("CanaryConfigError", "ModuleNotFoundError", "ImportError"):
                 raise ConfigError(
-                    f"canary module {settings.user_canaries!r} could not be loaded: {exc.message}",
-                    hint="pass --canaries module:attr importable in the version environment",
+                    f"canary module {settings.user_canaries!r} could not be loaded: {exc.message}"
                 ) from exc
             raise
     checks: list[Check] = []
@@ -258,9 +276,7 @@ def _check(
     snap_request = {"threads": threads, "user_canaries": settings.user_canaries}
 
     with run.step("golden", f"snapshot (golden) under {old_vs.label}"):
-        golden = envs.run_worker(
-            old_env, "snapshot", {"dsn": main, **snap_request}, timeout=timeout
-        )
+        golden = call(old_env, "snapshot", {"dsn": main, **snap_request})
     missing = [
         tid
         for tid, th in golden["threads"].items()
@@ -274,9 +290,7 @@ def _check(
     old_resume_db = run.create_database(template=main_db)
 
     with run.step("rolling", f"rolling-deploy check: {new_vs.label} before its setup()"):
-        rolling = envs.run_worker(
-            new_env, "snapshot", {"dsn": run.dsn(rolling_db), **snap_request}, timeout=timeout
-        )
+        rolling = call(new_env, "snapshot", {"dsn": run.dsn(rolling_db), **snap_request})
     checks += _read_check(
         "rolling-deploy",
         "H-READ-BEFORE-SETUP",
@@ -287,9 +301,9 @@ def _check(
     )
 
     with run.step("migrate", f"setup() under {new_vs.label}"):
-        setup_new = envs.run_worker(new_env, "setup", {"dsn": main}, timeout=timeout)
+        setup_new = call(new_env, "setup", {"dsn": main})
     with run.step("snapshot_new", f"snapshot under {new_vs.label}"):
-        after = envs.run_worker(new_env, "snapshot", {"dsn": main, **snap_request}, timeout=timeout)
+        after = call(new_env, "snapshot", {"dsn": main, **snap_request})
     drift = compare_snapshots(golden, after, policy=policy)
     checks += _diff_checks("drift", drift, threads)
 
@@ -298,12 +312,8 @@ def _check(
             "canaries": [t["canary"] for t in threads if t["canary"]],
             "user_canaries": settings.user_canaries,
         }
-        resumed_new = envs.run_worker(
-            new_env, "resume", {"dsn": main, **resume_request}, timeout=timeout
-        )
-        resumed_old = envs.run_worker(
-            old_env, "resume", {"dsn": run.dsn(old_resume_db), **resume_request}, timeout=timeout
-        )
+        resumed_new = call(new_env, "resume", {"dsn": main, **resume_request})
+        resumed_old = call(old_env, "resume", {"dsn": run.dsn(old_resume_db), **resume_request})
     resume_diff = compare_resumes(resumed_old, resumed_new, policy=policy)
     resumed_ids = {r["thread_id"] for r in resumed_new["threads"]}
     checks += _diff_checks(
@@ -311,9 +321,7 @@ def _check(
     )
 
     with run.step("rollback", f"rollback check: {old_vs.label} reads what the new version wrote"):
-        rolled_back = envs.run_worker(
-            old_env, "snapshot", {"dsn": main, **snap_request}, timeout=timeout
-        )
+        rolled_back = call(old_env, "snapshot", {"dsn": main, **snap_request})
     checks += _read_check(
         "rollback",
         "H-ROLLBACK-NULL",
