@@ -1,4 +1,4 @@
-"""The CLI: every command has help, bad input exits with the documented code and a one-line error."""
+"""The CLI: every command has help; bad input exits with its code and a one-line error."""
 
 from __future__ import annotations
 
