@@ -82,7 +82,14 @@ def cli(ctx: click.Context, raiseerr: bool) -> None:
     "threads",
     multiple=True,
     metavar="ID",
-    help="An existing thread id to watch as well (repeatable; needs --pg DSN).",
+    help="A real thread id to watch as well (repeatable; copied from --threads-from).",
+)
+@click.option(
+    "--threads-from",
+    "threads_from",
+    default=None,
+    metavar="DSN",
+    help="Database holding the --thread ids (read only; default: the --pg DSN).",
 )
 @click.option(
     "--policy",
@@ -117,6 +124,7 @@ def upgrade_check(
     canaries: tuple[str, ...],
     user_canaries: str | None,
     threads: tuple[str, ...],
+    threads_from: str | None,
     policy_file: Path | None,
     json_out: Path | None,
     junit_out: Path | None,
@@ -140,6 +148,7 @@ def upgrade_check(
         canaries=canaries,
         user_canaries=user_canaries,
         threads=threads,
+        threads_from=threads_from,
         policy_file=policy_file,
         pyproject=pyproject if pyproject.is_file() else None,
         worker_timeout=timeout,

@@ -62,6 +62,7 @@ class CheckSettings:
     canaries: tuple[str, ...] = ()
     user_canaries: str | None = None
     threads: tuple[str, ...] = ()
+    threads_from: str | None = None
     policy_file: Path | None = None
     pyproject: Path | None = None
     worker_timeout: float = 600.0

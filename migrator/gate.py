@@ -30,6 +30,7 @@ from migrator.errors import ConfigError, ConnectError, WorkerError
 from migrator.policy import Policy, load_policy
 from migrator.postgres import Server, provision, redact_dsn
 from migrator.report import Check, Report
+from migrator.threads import copy_threads
 
 Progress = Callable[[str], None]
 
@@ -200,6 +201,11 @@ def run_upgrade_check(settings: CheckSettings, *, progress: Progress = _quiet) -
             hint="name the version you deploy today as --from and the one you upgrade to as --to",
         )
     policy: Policy = load_policy(settings.pyproject, settings.policy_file)
+    if settings.threads and not _threads_source(settings):
+        raise ConfigError(
+            "--thread needs the database that holds the thread.",
+            hint="pass --threads-from DSN (or --pg DSN); threads are copied, never modified",
+        )
 
     started = time.perf_counter()
     progress(f"provisioning Postgres ({settings.pg.provider})")
@@ -211,6 +217,11 @@ def run_upgrade_check(settings: CheckSettings, *, progress: Progress = _quiet) -
     finally:
         run.cleanup()
         server.stop()
+
+
+def _threads_source(settings: CheckSettings) -> str | None:
+    """The DSN watched threads are copied from: --threads-from, else a --pg DSN."""
+    return settings.threads_from or (settings.pg.dsn if settings.pg.provider == "url" else None)
 
 
 def _worker_caller(settings: CheckSettings) -> Callable[..., dict[str, Any]]:
@@ -253,6 +264,10 @@ def _check(
     }
     with run.step("seed", f"seeding canaries under {old_vs.label}"):
         call(old_env, "setup", {"dsn": main})
+        if settings.threads:
+            source = _threads_source(settings)
+            assert source is not None  # checked before provisioning
+            copy_threads(source, main, settings.threads)
         try:
             seeded = call(old_env, "seed", {"dsn": main, **canary_request})
         except WorkerError as exc:
@@ -277,14 +292,6 @@ def _check(
 
     with run.step("golden", f"snapshot (golden) under {old_vs.label}"):
         golden = call(old_env, "snapshot", {"dsn": main, **snap_request})
-    missing = [
-        tid
-        for tid, th in golden["threads"].items()
-        if th.get("canary") is None and "NoSuchThread" in str(th.get("error") or "")
-    ]
-    if missing:
-        raise ConfigError(f"thread(s) not found in the database: {', '.join(missing)}")
-
     # Copies taken before the new version touches anything.
     rolling_db = run.create_database(template=main_db)
     old_resume_db = run.create_database(template=main_db)

@@ -86,13 +86,13 @@ def test_canary_module_that_fails_to_import(tmp_path, server_dsn):
 
 
 @pytest.mark.slow
-def test_thread_that_does_not_exist(tmp_path, server_dsn):
+def test_thread_source_without_checkpoint_tables(tmp_path, server_dsn):
     proc = _run(
         ["--from", OLD, "--pg", server_dsn, "--canary", "messages", "--thread", "no-such-thread"],
         tmp_path,
     )
     assert proc.returncode == 2
-    assert "no-such-thread" in _error_line(proc)
+    assert "has no langgraph checkpoint tables" in _error_line(proc)
 
 
 def test_unreachable_database_is_an_environment_error(tmp_path):
@@ -102,3 +102,9 @@ def test_unreachable_database_is_an_environment_error(tmp_path):
     line = _error_line(proc)
     assert "s3cret-pw" not in proc.stderr + proc.stdout
     assert "127.0.0.1" in line
+
+
+def test_thread_without_a_source_database(tmp_path):
+    proc = _run(["--from", OLD, "--pg", "local", "--thread", "t-1"], tmp_path)
+    assert proc.returncode == 2
+    assert "--thread needs the database" in _error_line(proc)
