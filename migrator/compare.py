@@ -21,6 +21,11 @@ Classification of each difference, in order:
    version range; applied only when no hazard was attributed;
 3. the user's ``Policy`` (ignore / benign / hazards_ignore), which may override both;
 4. everything else is breaking.
+
+Then, per thread, follow-on differences in derived views (``state``/``history``
+values and next, a resume's outcome/next/digest) that carry no hazard inherit the
+one hazard that caused them (``_consequences``); a resume that failed with a
+catalogued error, or lost its ``Send`` fan-out, attributes the work not done to it.
 """
 
 from __future__ import annotations
@@ -283,6 +288,27 @@ BENIGN_RULES: tuple[BenignRule, ...] = (
         old=VersionRange(below="0.6"),
         new=VersionRange(at_least="0.6"),
         predicate=_interrupt_fields,
+    ),
+    BenignRule(
+        id="pending-sends-migrated-2.0.25",
+        description=(
+            "documented (langgraph-checkpoint-postgres BasePostgresSaver._migrate_pending_sends, "
+            "absent up to 2.0.13, present from 2.0.25) and observed (2.0.8 ... 2.0.13 -> "
+            "3.2.0): a checkpoint whose parent left Send packets in checkpoint_writes is "
+            "read with those packets as the __pregel_tasks channel value. Only the key "
+            "appearing with Send values is benign; anything else in it is H-SEND-DROPPED."
+        ),
+        evidence="documented",
+        package="langgraph-checkpoint-postgres",
+        old=VersionRange(at_least="1.0.9", below="2.0.14"),
+        new=VersionRange(at_least="2.0.25"),
+        predicate=lambda path, kind, old, new: (
+            kind == "key_added"
+            and path.endswith(".channel_values.__pregel_tasks")
+            and isinstance(new, list)
+            and bool(new)
+            and all(_base_tag(v) == "Send" for v in new)
+        ),
     ),
     BenignRule(
         id="metadata-config-copies",
@@ -920,6 +946,9 @@ def hazard_for_error(text: str, context: Context = "upgrade") -> str | None:
     return None
 
 
+_NESTED_STATE = re.compile(r"\.tasks\[name=.*\]\.state\.")  # a subgraph task's own state
+
+
 def _error_text(value: Any) -> str:
     if isinstance(value, Mapping):
         return str(value.get("__error__", canonical_json(value)))
@@ -961,19 +990,27 @@ def attribute_hazard(
     if kind == "type_changed":
         if ".metadata.writes" in path and (_is_lc_envelope(new) or _base_tag(old) == "message"):
             return "H-METADATA-WRITES"
+        if _base_tag(old) == "Send" and _is_plain(new):
+            return "H-SEND-DROPPED"  # a stored Send reads back as a raw envelope: not a task
         if _base_tag(old) in ("pydantic", "dataclass", "enum") and _is_plain(new):
             return "H-STRICT-MSGPACK"
+        return None
+    if kind == "key_added" and path.endswith(".channel_values.__pregel_tasks"):
+        if isinstance(new, list) and any(_base_tag(v) != "Send" for v in new):
+            return "H-SEND-DROPPED"  # pending sends migrated, but not as Send objects
         return None
     if kind == "next_changed":
         if old and not new and old_has_send:
             return "H-SEND-DROPPED"
         if task_id_boundary and set(map(str, new or [])) > set(map(str, old or [])):
             return "H-TASK-ID"
+        if task_id_boundary and _NESTED_STATE.search(path):
+            return "H-TASK-ID"  # paused subgraph state lost: the child starts over
         return None
     if kind == "value_changed" and path.endswith("].error") and isinstance(new, str) and new:
         return hazard_for_error(new, context)  # a task failed with a new error
-    if not task_id_boundary:
-        return None
+    if not task_id_boundary or _field_absent_on_old(path, kind, old, new):
+        return None  # nothing old to compare with: left to the benign rule
     if kind == "tasks_changed" and path.endswith("]"):  # one task missing or added
         return "H-TASK-ID"
     if kind in ("pending_writes_changed", "node_reexecuted", "node_not_executed"):
@@ -984,7 +1021,7 @@ def attribute_hazard(
         return "H-TASK-ID"  # paused subgraph state lost
     if _task_id_predicate(path, kind, old, new):
         return None  # the id difference itself: left to the benign rule
-    if kind == "interrupts_changed" or re.search(r"\.tasks\[name=.*\]\.state\.", path):
+    if kind == "interrupts_changed" or _NESTED_STATE.search(path):
         return "H-TASK-ID"  # interrupts or nested subgraph state changed: new id, empty namespace
     return None
 
@@ -1244,8 +1281,58 @@ def compare_snapshots(
         else:
             _diff_thread(out, base, a, b)
         has_send = _contains_send(a)
-        result += (classify(raw, tid, has_send) for raw in out.items)
+        result += _consequences(
+            [classify(raw, tid, has_send) for raw in out.items], _DERIVED_VIEW, policy
+        )
     return Diff(tuple(result))
+
+
+# Views a version computes from the stored data (StateSnapshot, history, a resume's
+# outcome), as opposed to the stored data itself (``.checkpoints[...]``).
+_DERIVED_VIEW = re.compile(r"\.(?:state|history\[id=[^\]]*\])\.(?:values|next)\b")
+_RESUME_EFFECT = re.compile(r"\.(?:outcome|next|values_digest|state\..*)$")
+_RESUME_CAUSE = re.compile(r"\.(?:error|trace\[.*\])$")
+
+
+def _consequences(
+    diffs: list[Difference], effects: re.Pattern[str], policy: Policy | None
+) -> list[Difference]:
+    """Give one thread's unattributed follow-on differences the hazard that caused them.
+
+    A derived view (``state.values``/``next``, a history entry's, a resume's
+    outcome/next/digest) that changed with no hazard of its own inherits the
+    thread's hazard when exactly one hazard was attributed in that thread and no
+    unattributed breaking difference could explain it instead: for a snapshot, one
+    in the stored data (``.checkpoints[...]``); for a resume, an error or a trace
+    difference. Example (H-TASK-ID): a completed sibling's orphaned writes are not
+    applied, so ``state.values.log`` is one item short. Severities do not change.
+    """
+    breaking = [d for d in diffs if d.severity == "breaking"]
+    hazards = {d.hazard for d in diffs if d.hazard}  # whatever the policy made of them
+    if len(hazards) != 1:
+        return diffs
+    (hazard,) = hazards
+    unexplained = any(
+        d.hazard is None and (".checkpoints[" in d.path or _RESUME_CAUSE.search(d.path))
+        for d in breaking
+    )
+    if unexplained:
+        return diffs
+    out = []
+    for d in diffs:
+        if d.severity == "breaking" and d.hazard is None and effects.search(d.path):
+            d = _with_hazard(d, hazard, policy)
+        out.append(d)
+    return out
+
+
+def _with_hazard(d: Difference, hazard: str, policy: Policy | None) -> Difference:
+    """``d`` attributed to ``hazard``; the policy's ``hazards_ignore`` may now match."""
+    if d.severity != "breaking":
+        return d
+    d = replace(d, hazard=hazard)
+    decided = policy.classify(d.path, hazard) if policy is not None else None
+    return replace(d, severity=decided[0], rule=decided[1]) if decided is not None else d
 
 
 def _versions(side: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -1308,8 +1395,35 @@ def compare_resumes(
                 _diff_state(
                     out, base + ".state", _get(s_old[tid], "state"), _get(s_new[tid], "state")
                 )
-        result += (classify(raw, tid) for raw in out.items)
+        diffs = [classify(raw, tid) for raw in out.items]
+        cause = next((d.hazard for d in diffs if d.path == base + ".error" and d.hazard), None)
+        if cause is None and a is not None and b is not None and _sends_dropped(a, b):
+            cause = "H-SEND-DROPPED"
+        if cause is not None:  # work not done and its effects follow from the cause
+            diffs = [
+                _with_hazard(d, cause, policy)
+                if d.kind == "node_not_executed" or _RESUME_EFFECT.search(d.path)
+                else d
+                for d in diffs
+            ]
+        result += _consequences(diffs, _RESUME_EFFECT, policy)
     return Diff(tuple(result))
+
+
+def _sends_dropped(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """The old version ran mapped (``Send``) tasks on resume; the new ran nothing and is done.
+
+    Canary nodes record a mapped task as ``node:item`` (``worker/trace.py``). A new
+    version that finds nothing to run and reports the thread finished has lost the
+    paused ``Send`` packets (H-SEND-DROPPED), not re-derived task ids.
+    """
+    ran_mapped = any(":" in dict(_trace_key(e))["node"] for e in _list(old, "trace"))
+    return (
+        ran_mapped
+        and not _list(new, "trace")
+        and _get(new, "outcome") == "completed"
+        and not _get(new, "next")
+    )
 
 
 def _diff_resume(
@@ -1328,14 +1442,17 @@ def _diff_resume(
         out.add(base + ".error", "value_error", e_old, e_new, note)
     elif o_old != o_new:
         out.add(base + ".outcome", "outcome_changed", o_old, o_new)
-    c_old = Counter(map(str, _list(old, "trace")))
-    c_new = Counter(map(str, _list(new, "trace")))
-    for node in sorted(set(c_old) | set(c_new)):
-        n_old, n_new = c_old[node], c_new[node]
+    canary = _get(new, "canary") or _get(old, "canary")
+    c_old = Counter(_trace_key(e, canary) for e in _list(old, "trace"))
+    c_new = Counter(_trace_key(e, canary) for e in _list(new, "trace"))
+    for key in sorted(set(c_old) | set(c_new)):
+        n_old, n_new = c_old[key], c_new[key]
         if n_new == n_old:
             continue
-        path = f"{base}.trace[node={_q(node)}]"
-        times = f"node {node} ran {n_new} times after the upgrade, {n_old} before"
+        node = dict(key)["node"]
+        path = f"{base}.trace[{','.join(f'{k}={_q(v)}' for k, v in key)}]"
+        where = "".join(f" ({k} {v})" for k, v in key[1:])
+        times = f"node {node}{where} ran {n_new} time(s) after the upgrade, {n_old} before"
         if n_new > n_old:
             why = "completed work re-executed" if n_old else "a node ran that did not run before"
             if boundary and n_old:
@@ -1347,6 +1464,40 @@ def _diff_resume(
     d_old, d_new = _get(old, "values_digest"), _get(new, "values_digest")
     if d_old != d_new:
         out.add(base + ".values_digest", "value_changed", d_old, d_new, "final values differ")
+
+
+TraceKey = tuple[tuple[str, str], ...]
+
+
+def _trace_key(entry: Any, canary: Any = None) -> TraceKey:
+    """What identifies one entry of a resume trace: ``(("node", name), ...)``.
+
+    The worker reports ``{"node": "step_1"}`` (older workers: a bare ``"step_1"``).
+    ``ns`` is kept only when non-empty, with its task ids stripped (they change
+    across langgraph 0.3.17, H-TASK-ID, and must not split one node into two);
+    ``canary`` only when it names another canary than the thread's. Other keys
+    (timings, steps) are ignored: they are not identity.
+
+    Args:
+        entry: One trace entry.
+        canary: The canary of the thread the trace belongs to.
+
+    Returns:
+        ``(("node", name),)`` plus ``("ns", ...)``/``("canary", ...)`` when meaningful.
+    """
+    if not isinstance(entry, Mapping):
+        return (("node", str(entry)),)
+    node = entry.get("node")
+    key: list[tuple[str, str]] = [
+        ("node", str(node) if node is not None else canonical_json(entry))
+    ]
+    ns = entry.get("ns")
+    if isinstance(ns, str) and ns:
+        key.append(("ns", _strip_task_ids(ns)))
+    other = entry.get("canary")
+    if isinstance(other, str) and other and other != canary:
+        key.append(("canary", other))
+    return tuple(key)
 
 
 def reclassify(diff: Diff, policy: Policy) -> Diff:

@@ -548,11 +548,46 @@ def test_resume_node_reexecuted_is_task_id_hazard_from_old_langgraph() -> None:
         "H-TASK-ID",
         "breaking",
     )
-    assert "node approve ran 2 times after the upgrade, 1 before: completed work re-executed" in (
-        d.message
+    assert (
+        "node approve ran 2 time(s) after the upgrade, 1 before: completed work re-executed"
+        in d.message
     )
     d2 = only(compare_resumes(resumes("1.0.1"), new))
     assert d2.kind == "node_reexecuted" and d2.hazard is None
+
+
+def test_resume_trace_entries_are_dicts_keyed_by_node_name() -> None:
+    old = resumes("0.2.56", trace=[{"node": "step_1"}, {"node": "step_2"}])
+    new = resumes("1.2.22", trace=[{"node": "step_1"}, {"node": "step_1"}, {"node": "step_2"}])
+    d = only(compare_resumes(old, new))
+    assert (d.path, d.kind, d.hazard, d.old, d.new) == (
+        f'{R}.trace[node="step_1"]',
+        "node_reexecuted",
+        "H-TASK-ID",
+        1,
+        2,
+    )
+    assert d.message.startswith("node step_1 ran 2 time(s) after the upgrade, 1 before")
+    assert "{" not in d.message
+    # extra keys (timings, steps) are not identity; str and dict entries are the same node
+    same = resumes("1.2.22", trace=["step_1", {"node": "step_2", "step": 3, "t": 0.1}])
+    assert compare_resumes(old, same).differences == ()
+
+
+def test_resume_trace_ns_and_canary_kept_only_when_meaningful() -> None:
+    old = resumes("0.2.56", trace=[{"node": "a", "ns": "", "canary": "interrupt"}])
+    new = resumes("1.2.22", trace=[{"node": "a", "ns": "sub:1f2e"}])
+    d = only(
+        compare_resumes(old, resumes("1.2.22", trace=[{"node": "a"}, *new["threads"][0]["trace"]]))
+    )
+    assert d.path == f'{R}.trace[node="a",ns="sub"]'
+    assert d.message.startswith("node a (ns sub) ran 1 time(s) after the upgrade, 0 before")
+    # the task id inside ns changes across 0.3.17 (H-TASK-ID): not a different node
+    moved = resumes("0.2.56", trace=[{"node": "a", "ns": "sub:9a8b"}])
+    assert compare_resumes(moved, new).differences == ()
+    other = resumes("1.2.22", trace=[{"node": "a", "canary": "other"}])
+    d2 = [x for x in compare_resumes(old, other).differences if "other" in x.path]
+    assert [x.path for x in d2] == [f'{R}.trace[node="a",canary="other"]']
 
 
 def test_resume_outcome_changed_and_error_with_hazard() -> None:
@@ -688,3 +723,136 @@ def test_single_mutation_is_reported_exactly_at_its_path(value: Any, data: st.Da
     container[key] = sentinel
     diff = compare_snapshots(_snap_with(root["v"]), _snap_with(mutated["v"]))
     assert [d.path for d in diff.differences] == [path]
+
+
+# --------------------------------------------------------------------------- era findings
+
+SEND = {"__type__": "Send", "node": "work", "arg": {"item": "alpha"}}
+SEND_ENVELOPE = {
+    "lc": 2,
+    "type": "constructor",
+    "id": ["langgraph", "constants", "Send"],
+    "kwargs": {"node": "work", "arg": {"item": "alpha"}},
+}
+
+
+def era_pair(old_cp: str, old_lg: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    old, new = snap(lg=old_lg), snap()
+    old["versions"]["langgraph-checkpoint-postgres"] = old_cp
+    return old, new
+
+
+def test_pending_sends_migrated_to_the_tasks_channel_is_benign_only_as_send() -> None:
+    old, new = era_pair("2.0.8", "0.2.56")
+    latest(new)["channel_values"]["__pregel_tasks"] = [SEND, SEND]
+    d = only(compare_snapshots(old, new))
+    assert (d.kind, d.severity, d.rule, d.hazard) == (
+        "key_added",
+        "benign",
+        "pending-sends-migrated-2.0.25",
+        None,
+    )
+    latest(new)["channel_values"]["__pregel_tasks"] = [SEND, SEND_ENVELOPE]
+    d = only(compare_snapshots(old, new))
+    assert (d.severity, d.hazard) == ("breaking", "H-SEND-DROPPED")
+    # outside the measured ranges the rule does not apply
+    old25, new25 = era_pair("2.0.25", "0.6.9")
+    latest(new25)["channel_values"]["__pregel_tasks"] = [SEND]
+    assert only(compare_snapshots(old25, new25)).severity == "breaking"
+
+
+def test_send_read_back_as_envelope_is_send_dropped() -> None:
+    old, new = era_pair("1.0.1", "0.2.2")
+    latest(old)["pending_writes"] = [{"task_id": "t", "channel": "__pregel_tasks", "value": SEND}]
+    latest(new)["pending_writes"] = [
+        {"task_id": "t", "channel": "__pregel_tasks", "value": SEND_ENVELOPE}
+    ]
+    d = only(compare_snapshots(old, new))
+    assert d.path.endswith('channel="__pregel_tasks"].value')
+    assert (d.kind, d.hazard) == ("type_changed", "H-SEND-DROPPED")
+
+
+def test_state_interrupts_absent_on_langgraph_0_2_is_benign_not_task_id() -> None:
+    old, new = pair("0.2.2", "1.2.22")
+    old["threads"][TID]["state"]["interrupts"] = None
+    d = only(compare_snapshots(old, new))
+    assert (d.path, d.severity, d.rule, d.hazard) == (
+        f"{T}.state.interrupts",
+        "benign",
+        "state-tasks-absent-0.2",
+        None,
+    )
+
+
+def test_lost_subgraph_state_next_is_task_id() -> None:
+    old, new = pair("0.2.56", "1.2.22")
+    child = {"values": {"log": ["a"]}, "next": ["step_2"], "tasks": [], "interrupts": []}
+    old["threads"][TID]["state"]["tasks"][0]["state"] = child
+    new["threads"][TID]["state"]["tasks"][0]["state"] = dict(child, next=[])
+    d = only(compare_snapshots(old, new))
+    assert d.path == f'{T}.state.tasks[name="agent"].state.next'
+    assert (d.kind, d.hazard) == ("next_changed", "H-TASK-ID")
+    assert only(compare_snapshots(snap(old["threads"][TID], lg="1.0.1"), new)).hazard is None
+
+
+def test_orphaned_writes_consequence_in_state_values_gets_task_id() -> None:
+    old, new = pair("0.2.56", "1.2.22")
+    state_old, state_new = old["threads"][TID]["state"], new["threads"][TID]["state"]
+    state_old["tasks"][0]["error"] = "RuntimeError('boom')"
+    state_new["values"]["messages"].pop()  # the sibling's write is no longer applied
+    diff = compare_snapshots(old, new)
+    by_path = {d.path: d for d in diff.differences}
+    assert by_path[f"{T}.state.values.messages"].hazard == "H-TASK-ID"
+    assert by_path[f'{T}.state.tasks[name="agent"].error'].hazard == "H-TASK-ID"
+    # without a hazard in the thread nothing is attributed
+    state_old["tasks"][0]["error"] = None
+    assert only(compare_snapshots(old, new)).hazard is None
+    # nor when the stored data changed too (it could explain the view)
+    state_old["tasks"][0]["error"] = "RuntimeError('boom')"
+    latest(new)["channel_values"]["messages"].pop()
+    diff = compare_snapshots(old, new)
+    assert {d.path: d.hazard for d in diff.differences}[f"{T}.state.values.messages"] is None
+
+
+def test_resume_consequences_inherit_the_cause_hazard() -> None:
+    old = resumes("0.2.56", trace=[{"node": "step_2"}, {"node": "done"}])
+    new = resumes(
+        "1.2.22", trace=[{"node": "step_1"}], outcome="paused", next=["child"], values_digest="x"
+    )
+    diff = compare_resumes(old, new)
+    assert {d.path.rsplit(".", 1)[-1]: d.hazard for d in diff.differences} == {
+        "outcome": "H-TASK-ID",
+        'trace[node="done"]': "H-TASK-ID",
+        'trace[node="step_1"]': "H-TASK-ID",
+        'trace[node="step_2"]': "H-TASK-ID",
+        "next": "H-TASK-ID",
+        "values_digest": "H-TASK-ID",
+    }
+    ignored = compare_resumes(old, new, policy=Policy(hazards_ignore=("H-TASK-ID",)))
+    assert {d.severity for d in ignored.differences} == {"ignored"}
+
+
+def test_resume_that_runs_nothing_after_a_send_fan_out_is_send_dropped() -> None:
+    fan_out = [{"node": "work:alpha"}, {"node": "work:beta"}, {"node": "reduce"}]
+    old = resumes("0.2.2", trace=fan_out, values_digest="a")
+    new = resumes("1.2.22", trace=[], values_digest="b")
+    diff = compare_resumes(old, new)
+    assert {d.hazard for d in diff.differences} == {"H-SEND-DROPPED"}
+    assert {d.kind for d in diff.differences} == {"node_not_executed", "value_changed"}
+    # a node that still runs something is not a dropped fan-out
+    partial = compare_resumes(old, resumes("1.2.22", trace=[{"node": "reduce"}]))
+    assert {d.hazard for d in partial.differences} == {"H-TASK-ID"}
+
+
+def test_resume_error_hazard_explains_the_work_not_done() -> None:
+    err = "TypeError: 'Interrupt' object is not subscriptable"
+    old = resumes("0.2.56", trace=[{"node": "ask"}, {"node": "finish"}])
+    new = resumes("1.0.1", outcome="error", error=err, trace=[], next=["ask"], values_digest="x")
+    diff = compare_resumes(old, new)
+    assert {d.path.rsplit(".", 1)[-1]: d.hazard for d in diff.differences} == {
+        "error": "H-INTERRUPT-RESUME",
+        'trace[node="ask"]': "H-INTERRUPT-RESUME",
+        'trace[node="finish"]': "H-INTERRUPT-RESUME",
+        "next": "H-INTERRUPT-RESUME",
+        "values_digest": "H-INTERRUPT-RESUME",
+    }
