@@ -17,9 +17,7 @@ def open_connection(dsn: str) -> Iterator[Any]:
     import psycopg
     from psycopg.rows import dict_row
 
-    with psycopg.connect(
-        dsn, autocommit=True, prepare_threshold=0, row_factory=dict_row
-    ) as conn:
+    with psycopg.connect(dsn, autocommit=True, prepare_threshold=0, row_factory=dict_row) as conn:
         yield conn
 
 
