@@ -12,7 +12,7 @@ TO   ?= current
 PG   ?= local
 REPORTS ?= reports
 
-.PHONY: install upgrade-check test test-fast lint typecheck fixtures clean
+.PHONY: install upgrade-check test test-fast lint typecheck fixtures fixtures-check clean
 
 install: $(STAMP)
 
@@ -41,6 +41,14 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 typecheck: lint
+
+## Regenerate canary_fixtures/<era>/ with real old versions (never edit them by hand).
+fixtures: $(STAMP)
+	$(BIN)/python -m migrator.fixtures generate --out canary_fixtures
+
+## Regenerate into a temp dir and compare with the committed fixtures by structure.
+fixtures-check: $(STAMP)
+	$(BIN)/python -m migrator.fixtures check --out canary_fixtures
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(REPORTS)
