@@ -322,10 +322,23 @@ def _check(
         resumed_new = call(new_env, "resume", {"dsn": main, **resume_request})
         resumed_old = call(old_env, "resume", {"dsn": run.dsn(old_resume_db), **resume_request})
     resume_diff = compare_resumes(resumed_old, resumed_new, policy=policy)
-    resumed_ids = {r["thread_id"] for r in resumed_new["threads"]}
-    checks += _diff_checks(
-        "resume", resume_diff, [t for t in threads if t["thread_id"] in resumed_ids]
-    )
+    # A canary with nothing to resume on either side is a skip, not a pass.
+    old_outcome = {r["thread_id"]: r for r in resumed_old["threads"]}
+    compared: list[dict[str, Any]] = []
+    for r in resumed_new["threads"]:
+        old = old_outcome.get(r["thread_id"], {})
+        if r.get("outcome") == "skipped" and old.get("outcome") == "skipped":
+            checks.append(
+                Check(
+                    check="resume",
+                    status="skip",
+                    summary=r.get("reason") or old.get("reason") or "nothing to resume",
+                    canary=r.get("canary"),
+                )
+            )
+        else:
+            compared += [t for t in threads if t["thread_id"] == r["thread_id"]]
+    checks += _diff_checks("resume", resume_diff, compared)
 
     with run.step("rollback", f"rollback check: {old_vs.label} reads what the new version wrote"):
         rolled_back = call(old_env, "snapshot", {"dsn": main, **snap_request})
