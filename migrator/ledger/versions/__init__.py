@@ -1,0 +1,1 @@
+"""Alembic revisions of the ledger (file names are not module names alembic imports)."""
