@@ -1,0 +1,643 @@
+"""Logical dump/restore: the fallback when an in-place ``setup()`` upgrade is not safe.
+
+Dump (worker op ``dump`` in the OLD env) reads every thread through the old
+saver's public API into a gzip JSON-lines file plus a manifest
+(``<dump>.manifest.json``: counts per thread, type inventory, sha256). Restore
+(worker op ``restore`` in the NEW env) rebuilds the tables with the new
+``setup()`` in a shadow schema, writes through the new saver (ids, parents,
+channel versions and metadata preserved), optionally transforms, verifies, and
+swaps the shadow in atomically; the live tables move to
+``langgraph_migrator_old_<ts>`` until :func:`cleanup`. See ``docs/dump-restore.md``.
+
+The dump is verified (sha256, size, format) and its types checked against the
+allowlist before anything is written; every failure after that leaves the live
+tables untouched (the shadow schema is dropped).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from migrator import envs
+from migrator.errors import (
+    ConfigError,
+    ConnectError,
+    MigrationError,
+    VerificationError,
+    WorkerError,
+)
+from migrator.lock import advisory_lock
+from migrator.postgres import redact_dsn
+
+Progress = Callable[[str], None]
+
+MANIFEST_FORMAT = "langgraph-migrator/dump-manifest@1"
+MANIFEST_SUFFIX = ".manifest.json"
+SHADOW_PREFIX = "langgraph_migrator_shadow_"
+OLD_PREFIX = "langgraph_migrator_old_"
+#: Tables a swap moves, when present.
+SWAP_TABLES = ("checkpoint_migrations", "checkpoints", "checkpoint_blobs", "checkpoint_writes")
+#: Classes every restore may rebuild (the new saver's own types).
+BUILTIN_ALLOWED = ("langgraph.types.Send", "langgraph.types.Interrupt")
+BUILTIN_ALLOWED_PREFIXES = ("langchain_core.messages.",)
+BUILTIN_TRANSFORMS = ("task-id",)
+
+CREATE_SCHEMA_SQL = "CREATE SCHEMA {}"
+DROP_SCHEMA_SQL = "DROP SCHEMA IF EXISTS {} CASCADE"
+LIST_TOOL_SCHEMAS_SQL = (
+    "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'langgraph\\_migrator\\_old\\_%'"
+    " OR nspname LIKE 'langgraph\\_migrator\\_shadow\\_%' ORDER BY nspname"
+)
+TABLES_IN_SCHEMA_SQL = (
+    "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename = ANY(%s)"
+)
+MOVE_TABLE_SQL = "ALTER TABLE {}.{} SET SCHEMA {}"
+LOCK_TIMEOUT_SQL = "SET LOCAL lock_timeout = '10s'"
+THREAD_COUNTS_SQL = (
+    "SELECT thread_id, count(*) AS n FROM {}.checkpoints GROUP BY thread_id ORDER BY thread_id"
+)
+WRITE_COUNTS_SQL = "SELECT thread_id, count(*) AS n FROM {}.checkpoint_writes GROUP BY thread_id"
+
+_SHARD_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class DumpManifest:
+    """What a dump holds (``<dump>.manifest.json``).
+
+    Attributes:
+        path: The dump file.
+        sha256: SHA-256 of the dump file's bytes.
+        size: Its size in bytes.
+        records: Checkpoint records.
+        threads: Per thread: ``checkpoints``, ``writes``, ``namespaces``.
+        types: Every class named in the dump's type tags.
+        errors: Values the old version could not read or encode (path: error).
+        versions: The versions that wrote the dump.
+        shard: ``(i, n)`` when the dump holds one shard.
+    """
+
+    path: Path
+    sha256: str
+    size: int
+    records: int
+    threads: dict[str, dict[str, int]]
+    types: tuple[str, ...]
+    errors: tuple[str, ...]
+    versions: dict[str, Any]
+    shard: tuple[int, int] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest as written next to the dump."""
+        return {
+            "format": MANIFEST_FORMAT,
+            "file": self.path.name,
+            "sha256": self.sha256,
+            "bytes": self.size,
+            "records": self.records,
+            "threads": self.threads,
+            "types": list(self.types),
+            "errors": list(self.errors),
+            "versions": self.versions,
+            "shard": list(self.shard) if self.shard else None,
+        }
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    """Outcome of a restore.
+
+    Attributes:
+        threads: Per thread: ``checkpoints``, ``writes`` written (or that would be).
+        changes: What the transforms changed (``old -> new`` lines).
+        dry_run: Nothing was written.
+        swapped: The shadow tables are live now.
+        shadow_schema: The schema the restore wrote to (gone after a swap).
+        old_schema: Where the previous live tables went (until :func:`cleanup`).
+        versions: The versions that restored.
+        seconds: Wall time.
+    """
+
+    threads: dict[str, dict[str, int]]
+    changes: tuple[str, ...] = ()
+    dry_run: bool = False
+    swapped: bool = False
+    shadow_schema: str | None = None
+    old_schema: str | None = None
+    versions: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "threads": self.threads,
+            "changes": list(self.changes),
+            "dry_run": self.dry_run,
+            "swapped": self.swapped,
+            "shadow_schema": self.shadow_schema,
+            "old_schema": self.old_schema,
+            "versions": self.versions,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def manifest_path(dump_path: Path) -> Path:
+    """Where the manifest of ``dump_path`` lives."""
+    return dump_path.with_name(dump_path.name + MANIFEST_SUFFIX)
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"i/N"`` -> ``(i, N)`` with ``0 <= i < N``.
+
+    Raises:
+        ConfigError: malformed or out of range.
+    """
+    if text is None:
+        return None
+    match = _SHARD_RE.match(text)
+    if not match or int(match.group(2)) < 1 or int(match.group(1)) >= int(match.group(2)):
+        raise ConfigError(
+            f"--shard {text!r} is not i/N with 0 <= i < N.", hint="e.g. --shard 0/4 ... 3/4"
+        )
+    return int(match.group(1)), int(match.group(2))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _connect(dsn: str) -> psycopg.Connection[Any]:
+    try:
+        return psycopg.connect(dsn, autocommit=True)
+    except psycopg.Error as exc:
+        raise ConnectError(f"cannot connect to {redact_dsn(dsn)}: {_first_line(exc)}") from exc
+
+
+# --------------------------------------------------------------------------- dump
+
+
+def dump_threads(
+    dsn: str,
+    env: envs.VersionEnv,
+    out_path: Path,
+    *,
+    shard: tuple[int, int] | None = None,
+    threads: Iterable[str] | None = None,
+    progress: Progress = _quiet,
+    timeout: float = 3600.0,
+) -> DumpManifest:
+    """Dump every thread of ``dsn`` through ``env``'s saver to ``out_path`` (+ manifest).
+
+    Args:
+        dsn: The database (read only).
+        env: The version environment that wrote the data (the OLD one).
+        out_path: The dump file to write (gzip JSON lines).
+        shard: ``(i, n)``: only threads with ``hashtext(thread_id) mod n == i``.
+        threads: Only these thread ids.
+        progress: One-line progress messages.
+        timeout: Seconds the worker may take.
+
+    Returns:
+        The manifest, also written to ``<out_path>.manifest.json``.
+
+    Raises:
+        ConfigError: ``out_path`` exists or its directory does not.
+        WorkerError: the old version failed to read the data.
+    """
+    out_path = Path(out_path).resolve()
+    if out_path.exists():
+        raise ConfigError(
+            f"{out_path.name} already exists; a dump is never overwritten.",
+            hint="choose a new file name or remove the old dump",
+        )
+    if not out_path.parent.is_dir():
+        raise ConfigError(f"directory {out_path.parent.name!r} does not exist.", hint="create it")
+    progress(f"dumping threads with {env.label}")
+    request = {
+        "dsn": dsn,
+        "path": str(out_path),
+        "shard": list(shard) if shard else None,
+        "threads": list(threads) if threads is not None else None,
+    }
+    result = envs.run_worker(env, "dump", request, timeout=timeout)
+    manifest = _manifest_from(out_path, result)
+    manifest_path(out_path).write_text(
+        json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
+    return manifest
+
+
+def _manifest_from(path: Path, data: dict[str, Any]) -> DumpManifest:
+    shard = data.get("shard")
+    return DumpManifest(
+        path=path,
+        sha256=str(data["sha256"]),
+        size=int(data["bytes"]),
+        records=int(data["records"]),
+        threads={str(k): {kk: int(vv) for kk, vv in v.items()} for k, v in data["threads"].items()},
+        types=tuple(sorted(str(t) for t in data.get("types", []))),
+        errors=tuple(str(e) for e in data.get("errors", [])),
+        versions=dict(data.get("versions") or {}),
+        shard=(int(shard[0]), int(shard[1])) if shard else None,
+    )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_manifest(dump_path: Path) -> DumpManifest:
+    """Read a dump's manifest and check the dump file against it (nothing is written).
+
+    Raises:
+        ConfigError: the manifest is missing or malformed, or the dump's size or
+            sha256 differ from it (corrupt, truncated or tampered).
+    """
+    dump_path = Path(dump_path).resolve()
+    mpath = manifest_path(dump_path)
+    hint = "re-run `langgraph-migrator dump`; never edit a dump or its manifest"
+    if not dump_path.is_file():
+        raise ConfigError(f"dump {dump_path.name} does not exist.", hint="pass the dump file")
+    try:
+        data = json.loads(mpath.read_text(encoding="utf-8"))
+        if data.get("format") != MANIFEST_FORMAT:
+            raise ValueError(f"format is {data.get('format')!r}, not {MANIFEST_FORMAT!r}")
+        manifest = _manifest_from(dump_path, data)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"dump {dump_path.name} has no manifest {mpath.name}.", hint=hint
+        ) from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"manifest {mpath.name} is malformed: {exc}.", hint=hint) from exc
+    size = dump_path.stat().st_size
+    if size != manifest.size:
+        raise ConfigError(
+            f"dump {dump_path.name} is {size} bytes, its manifest says {manifest.size} "
+            "(truncated or changed); nothing was written.",
+            hint=hint,
+        )
+    actual = _sha256(dump_path)
+    if actual != manifest.sha256:
+        raise ConfigError(
+            f"dump {dump_path.name} has sha256 {actual[:12]}…, its manifest says "
+            f"{manifest.sha256[:12]}… (corrupt or tampered); nothing was written.",
+            hint=hint,
+        )
+    return manifest
+
+
+def disallowed_types(manifest: DumpManifest, allow_types: Iterable[str]) -> list[str]:
+    """Classes in the dump that neither the built-in list nor ``allow_types`` allow."""
+    allowed = set(BUILTIN_ALLOWED) | set(allow_types)
+    return [
+        t for t in manifest.types if t not in allowed and not t.startswith(BUILTIN_ALLOWED_PREFIXES)
+    ]
+
+
+def read_allow_file(path: Path) -> list[str]:
+    """Class names from an allowlist file: one per line, ``#`` comments.
+
+    Raises:
+        ConfigError: the file cannot be read.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read allowlist {Path(path).name}: {exc.strerror}.") from exc
+    return [ln.split("#", 1)[0].strip() for ln in text.splitlines() if ln.split("#", 1)[0].strip()]
+
+
+# --------------------------------------------------------------------------- restore
+
+
+def _execute(dsn: str, query: sql.Composed) -> None:
+    with _connect(dsn) as conn:
+        conn.execute(query)
+
+
+def restore_dump(
+    dsn: str,
+    env: envs.VersionEnv,
+    dump_path: Path,
+    *,
+    transform: str | None = None,
+    graph: str | None = None,
+    allow_types: Iterable[str] = (),
+    dry_run: bool = False,
+    swap: bool = True,
+    schema: str = "public",
+    progress: Progress = _quiet,
+    timeout: float = 3600.0,
+    lock_wait: float = 60.0,
+    extra_env: dict[str, str] | None = None,
+) -> RestoreResult:
+    """Restore a dump through ``env``'s saver into a shadow schema, verify, swap.
+
+    Args:
+        dsn: The database to restore into.
+        env: The version environment to write with (the NEW one).
+        dump_path: A dump made by :func:`dump_threads` (its manifest beside it).
+        transform: ``"task-id"`` (built-in, H-TASK-ID), ``"module:function"``
+            (applied per checkpoint), ``"task-id,module:function"`` or None.
+        graph: ``module:attr`` of the application graph, for ``task-id``
+            (canary threads use the canaries' graphs).
+        allow_types: Classes (``module.Qualname``) the dump may contain beyond the
+            built-in ones (messages, Send, Interrupt).
+        dry_run: Decode and transform only; report what would change; write nothing.
+        swap: Swap the shadow in (False: leave it for inspection).
+        schema: The live schema holding the checkpoint tables.
+        progress: One-line progress messages.
+        timeout: Seconds the worker may take.
+        lock_wait: Seconds to wait for another migrator.
+        extra_env: Extra environment for the worker (e.g. ``PYTHONPATH`` for the
+            transform's module).
+
+    Returns:
+        What was restored, changed, and where the old tables went.
+
+    Raises:
+        ConfigError: corrupt/tampered dump, types outside the allowlist, bad
+            transform spec (exit 2); nothing written.
+        MigrationError: the restore failed after the shadow schema was created;
+            it was dropped and the live tables are untouched (exit 5).
+        VerificationError: the restored data reads back differently (exit 1);
+            nothing swapped.
+        LockTimeoutError: another migrator holds the lock (exit 4).
+    """
+    started = time.perf_counter()
+    manifest = load_manifest(Path(dump_path))
+    task_id, user = _split_transform(transform)
+    if manifest.errors:
+        shown = "; ".join(manifest.errors[:5])
+        raise ConfigError(
+            f"the dump holds {len(manifest.errors)} value(s) the old version could not read: "
+            f"{shown}.",
+            hint="fix or delete those threads in the source database and dump again",
+        )
+    refused = disallowed_types(manifest, allow_types)
+    if refused:
+        raise ConfigError(
+            f"the dump contains types outside the allowlist: {', '.join(refused)}.",
+            hint="review them, then pass --allow-type CLASS for each (or --allow-file FILE)",
+        )
+    request: dict[str, Any] = {
+        "dsn": dsn,
+        "path": str(manifest.path),
+        "allow_types": sorted(set(allow_types)),
+        "transform": user,
+        "task_id": task_id,
+        "graph": graph,
+        "dry_run": dry_run,
+    }
+    if dry_run:
+        progress(f"dry run: decoding and transforming with {env.label}")
+        result = _run_restore(env, request, timeout, extra_env, shadow=None, dsn=dsn)
+        return RestoreResult(
+            threads=result["threads"],
+            changes=tuple(result["changes"]),
+            dry_run=True,
+            versions=result.get("versions", {}),
+            seconds=time.perf_counter() - started,
+        )
+    stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime()) + f"{int(time.time() * 1000) % 1000:03d}"
+    shadow = f"{SHADOW_PREFIX}{stamp}"
+    with advisory_lock(dsn, wait=lock_wait):
+        _execute(dsn, sql.SQL(CREATE_SCHEMA_SQL).format(sql.Identifier(shadow)))
+        try:
+            progress(f"restoring into shadow schema {shadow} with {env.label}")
+            result = _run_restore(
+                env, {**request, "schema": shadow}, timeout, extra_env, shadow=shadow, dsn=dsn
+            )
+            _check_counts(dsn, shadow, manifest, result)
+            old_schema = None
+            if swap:
+                progress(f"swapping {shadow} in; live tables move to {OLD_PREFIX}{stamp}")
+                old_schema = _swap(dsn, shadow, schema, f"{OLD_PREFIX}{stamp}")
+        except BaseException:
+            _execute(dsn, sql.SQL(DROP_SCHEMA_SQL).format(sql.Identifier(shadow)))
+            raise
+    _record_backup(dsn, old_schema, manifest)
+    return RestoreResult(
+        threads=result["threads"],
+        changes=tuple(result["changes"]),
+        swapped=swap,
+        shadow_schema=shadow,
+        old_schema=old_schema,
+        versions=result.get("versions", {}),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _split_transform(spec: str | None) -> tuple[bool, str | None]:
+    task_id = False
+    user: str | None = None
+    for part in (p.strip() for p in (spec or "").split(",") if p.strip()):
+        if part in BUILTIN_TRANSFORMS:
+            task_id = True
+        elif ":" in part and user is None:
+            user = part
+        else:
+            raise ConfigError(
+                f"transform {part!r} is neither a built-in ({', '.join(BUILTIN_TRANSFORMS)}) "
+                "nor module:function (at most one).",
+                hint="e.g. --transform task-id or --transform myapp.migrations:fix",
+            )
+    return task_id, user
+
+
+_CONFIG_KINDS = ("DisallowedTypeError", "DumpFormatError", "ModuleNotFoundError", "ImportError")
+
+
+def _run_restore(
+    env: envs.VersionEnv,
+    request: dict[str, Any],
+    timeout: float,
+    extra_env: dict[str, str] | None,
+    *,
+    shadow: str | None,
+    dsn: str,
+) -> dict[str, Any]:
+    try:
+        result = envs.run_worker(env, "restore", request, timeout=timeout, extra_env=extra_env)
+    except WorkerError as exc:
+        where = "" if shadow is None else "; the shadow schema was dropped, live tables untouched"
+        if exc.kind in _CONFIG_KINDS or (
+            exc.kind == "TransformError" and "cannot import" in exc.message
+        ):
+            raise ConfigError(f"restore refused: {exc.message}{where}.") from exc
+        raise MigrationError(
+            f"restore failed in {env.label}: {exc.message}{where}.",
+            hint="fix the transform or the data and run restore again (safe)",
+        ) from exc
+    if result.get("problems"):
+        shown = "; ".join(result["problems"][:5])
+        raise VerificationError(
+            f"{len(result['problems'])} checkpoint(s) read back differently after restore to "
+            f"{redact_dsn(dsn)}: {shown}; nothing was swapped.",
+            hint="report this with the dump's manifest",
+        )
+    return result
+
+
+def _check_counts(dsn: str, shadow: str, manifest: DumpManifest, result: dict[str, Any]) -> None:
+    with _connect(dsn) as conn:
+        cps = dict(
+            conn.execute(sql.SQL(THREAD_COUNTS_SQL).format(sql.Identifier(shadow))).fetchall()
+        )
+        wrs = dict(
+            conn.execute(sql.SQL(WRITE_COUNTS_SQL).format(sql.Identifier(shadow))).fetchall()
+        )
+    problems = []
+    for tid, counts in manifest.threads.items():
+        if cps.get(tid, 0) != counts["checkpoints"]:
+            problems.append(
+                f"{tid}: {cps.get(tid, 0)} checkpoints, dump has {counts['checkpoints']}"
+            )
+        if wrs.get(tid, 0) != counts["writes"]:
+            problems.append(f"{tid}: {wrs.get(tid, 0)} writes, dump has {counts['writes']}")
+    extra = sorted(set(cps) - set(manifest.threads))
+    if extra:
+        problems.append(f"threads not in the dump: {', '.join(extra[:5])}")
+    if problems:
+        raise VerificationError(
+            f"restored counts differ from the dump's manifest: {'; '.join(problems[:5])}; "
+            "nothing was swapped.",
+            hint="the dump and its manifest disagree: dump again",
+        )
+
+
+def _swap(dsn: str, shadow: str, live: str, old: str) -> str:
+    """One transaction: live checkpoint tables -> ``old``, shadow tables -> ``live``."""
+    try:
+        with psycopg.connect(dsn) as conn, conn.transaction():
+            conn.execute(LOCK_TIMEOUT_SQL)
+            conn.execute(sql.SQL(CREATE_SCHEMA_SQL).format(sql.Identifier(old)))
+            present = [
+                r[0]
+                for r in conn.execute(TABLES_IN_SCHEMA_SQL, (live, list(SWAP_TABLES))).fetchall()
+            ]
+            for table in present:
+                conn.execute(
+                    sql.SQL(MOVE_TABLE_SQL).format(
+                        sql.Identifier(live), sql.Identifier(table), sql.Identifier(old)
+                    )
+                )
+            shadow_tables = [
+                r[0]
+                for r in conn.execute(TABLES_IN_SCHEMA_SQL, (shadow, list(SWAP_TABLES))).fetchall()
+            ]
+            for table in shadow_tables:
+                conn.execute(
+                    sql.SQL(MOVE_TABLE_SQL).format(
+                        sql.Identifier(shadow), sql.Identifier(table), sql.Identifier(live)
+                    )
+                )
+            conn.execute(sql.SQL(DROP_SCHEMA_SQL).format(sql.Identifier(shadow)))
+    except psycopg.Error as exc:
+        raise MigrationError(
+            f"swap failed on {redact_dsn(dsn)}: {_first_line(exc)}; rolled back, live tables "
+            "untouched.",
+            hint="if a lock timed out, stop the app's writers briefly and run restore again",
+        ) from exc
+    return old
+
+
+def _record_backup(dsn: str, old_schema: str | None, manifest: DumpManifest) -> None:
+    """Record the kept old tables in the tool's ledger when that module is available."""
+    if old_schema is None:
+        return
+    try:
+        from migrator import ledger
+
+        record = getattr(ledger, "record_backup", None)
+        if record is None:
+            return
+        record(
+            dsn,
+            kind="dump-restore",
+            location=old_schema,
+            sha256=manifest.sha256,
+            details={"dump": manifest.path.name, "threads": len(manifest.threads)},
+        )
+    except Exception:  # noqa: BLE001 - the ledger is optional here; the swap is done
+        return
+
+
+def cleanup(dsn: str, *, lock_wait: float = 60.0) -> list[str]:
+    """Drop the old tables a restore kept (and leftover shadow schemas).
+
+    Returns:
+        The schemas dropped.
+    """
+    with advisory_lock(dsn, wait=lock_wait), _connect(dsn) as conn:
+        names = [r[0] for r in conn.execute(LIST_TOOL_SCHEMAS_SQL).fetchall()]
+        for name in names:
+            conn.execute(sql.SQL(DROP_SCHEMA_SQL).format(sql.Identifier(name)))
+    return names
+
+
+# --------------------------------------------------------------------------- fallback
+
+
+def run_fallback(
+    dsn: str,
+    old_env: envs.VersionEnv,
+    new_env: envs.VersionEnv,
+    *,
+    work_dir: Path,
+    transform: str | None = "task-id",
+    graph: str | None = None,
+    allow_types: Iterable[str] | None = None,
+    progress: Progress = _quiet,
+    extra_env: dict[str, str] | None = None,
+) -> RestoreResult:
+    """Dump with ``old_env``, restore with ``new_env`` (+ transform), verify, swap.
+
+    Args:
+        dsn: The database (the gate's check database, or a real one).
+        old_env: The environment that wrote the data.
+        new_env: The environment to upgrade to.
+        work_dir: Where the dump goes (an existing directory).
+        transform: As for :func:`restore_dump`; default the H-TASK-ID cure.
+        graph: The application graph for ``task-id`` (canaries need none).
+        allow_types: Classes to allow; None allows the dump's own inventory
+            (the caller vouches for the source database).
+        progress: One-line progress messages.
+        extra_env: Extra worker environment (user modules on ``PYTHONPATH``).
+
+    Returns:
+        The restore result.
+    """
+    stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
+    dump = Path(work_dir) / f"fallback-{stamp}-{int(time.time() * 1e6) % 1_000_000}.lgdump"
+    manifest = dump_threads(dsn, old_env, dump, progress=progress)
+    allowed = list(manifest.types) if allow_types is None else list(allow_types)
+    return restore_dump(
+        dsn,
+        new_env,
+        dump,
+        transform=transform,
+        graph=graph,
+        allow_types=allowed,
+        progress=progress,
+        extra_env=extra_env,
+    )

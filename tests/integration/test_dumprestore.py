@@ -1,0 +1,419 @@
+"""Logical dump/restore with real old versions, and the built-in H-TASK-ID cure.
+
+Old data comes from real old environments (seeded live) or from the committed
+per-era fixtures (written by those same old versions); the restore always runs
+in the tool's own (newest) environment, on real Postgres.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from migrator import dumprestore, envs, fixtures
+from migrator.compare import compare_resumes, compare_snapshots
+from migrator.errors import ConfigError, MigrationError
+from migrator.postgres import Server, scratch_database
+from migrator.postgres.dsn import with_dbname
+
+pytestmark = pytest.mark.timeout(900)
+
+ROOT = Path(__file__).resolve().parents[2] / "canary_fixtures"
+RICH_TYPES = (
+    "migrator.worker.canaries.rich.CanaryColor",
+    "migrator.worker.canaries.rich.CanaryModel",
+    "migrator.worker.canaries.rich.CanaryRecord",
+)
+TASK_ID_CANARIES = ["subgraph", "failed_node"]
+COUNTS_SQL = (
+    "SELECT (SELECT count(*) FROM checkpoints), (SELECT count(*) FROM checkpoint_writes),"
+    " (SELECT count(*) FROM checkpoint_blobs)"
+)
+SCHEMAS_SQL = "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'langgraph_migrator_%'"
+
+
+def _env(spec: str) -> envs.VersionEnv:
+    return envs.ensure_env(envs.parse_version_set(spec))
+
+
+@pytest.fixture(scope="module")
+def new_env() -> envs.VersionEnv:
+    return _env("current")
+
+
+def _era_env(era: str) -> envs.VersionEnv:
+    return _env(f"langgraph-checkpoint-postgres=={era}")
+
+
+@contextmanager
+def _copy_of(server: Server, source_dsn: str) -> Iterator[str]:
+    """A new database created from ``source_dsn``'s database as template."""
+    name = f"test_copy_{uuid.uuid4().hex[:12]}"
+    source = psycopg.conninfo.conninfo_to_dict(source_dsn)["dbname"]
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(str(source))
+            )
+        )
+    try:
+        yield with_dbname(server.dsn, name)
+    finally:
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def _threads(golden: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"thread_id": t, "canary": th["canary"]} for t, th in golden["threads"].items()]
+
+
+def _snapshot(env: envs.VersionEnv, dsn: str, threads: list[dict[str, Any]]) -> dict[str, Any]:
+    request = {"dsn": dsn, "threads": threads, "user_canaries": None, "include_history": False}
+    return envs.run_worker(env, "snapshot", request, timeout=600)
+
+
+def _counts(dsn: str) -> tuple[int, ...]:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(COUNTS_SQL).fetchone()
+    assert row is not None
+    return tuple(int(x) for x in row)
+
+
+def _schemas(dsn: str) -> list[str]:
+    with psycopg.connect(dsn) as conn:
+        return sorted(r[0] for r in conn.execute(SCHEMAS_SQL).fetchall())
+
+
+def _breaking(diff: Any) -> list[str]:
+    return [d.summary() for d in diff.differences if d.severity == "breaking"]
+
+
+def _traces(resumed: dict[str, Any]) -> dict[str, list[str]]:
+    return {
+        t["canary"]: [h["node"] for h in t["trace"]]
+        for t in resumed["threads"]
+        if t["canary"] in TASK_ID_CANARIES
+    }
+
+
+# --------------------------------------------------------------------------- H-TASK-ID
+
+
+@pytest.mark.slow
+def test_task_id_cure_on_live_2_0_8_canaries(
+    pg_default: Server, new_env: envs.VersionEnv, tmp_path: Path
+) -> None:
+    """The centerpiece: seed with 2.0.8, dump with 2.0.8, restore with the newest + task-id.
+
+    The newest version's resume must run exactly what 2.0.8's own resume runs
+    (subgraph resumes at step_2, failed_node does not re-run sibling); without
+    the transform the traces differ (the test reproduces the hazard).
+    """
+    old_env = _era_env("2.0.8")
+    request = {"canaries": TASK_ID_CANARIES, "user_canaries": None}
+    with scratch_database(pg_default) as seeded:
+        envs.run_worker(old_env, "setup", {"dsn": seeded}, timeout=300)
+        result = envs.run_worker(old_env, "seed", {"dsn": seeded, **request}, timeout=300)
+        assert {t["canary"]: t["status"] for t in result["threads"]} == {
+            "subgraph": "seeded",
+            "failed_node": "seeded",
+        }
+        with (
+            _copy_of(pg_default, seeded) as old_copy,
+            _copy_of(pg_default, seeded) as cured,
+            _copy_of(pg_default, seeded) as uncured,
+        ):
+            old_resume = envs.run_worker(old_env, "resume", {"dsn": old_copy, **request})
+            assert _traces(old_resume) == {
+                "subgraph": ["step_2", "done"],
+                "failed_node": ["flaky", "join"],
+            }
+
+            restored = dumprestore.run_fallback(cured, old_env, new_env, work_dir=tmp_path)
+            assert restored.swapped
+            assert any("namespace child:" in c for c in restored.changes), restored.changes
+            cured_resume = envs.run_worker(new_env, "resume", {"dsn": cured, **request})
+            assert _traces(cured_resume) == _traces(old_resume)
+            assert _breaking(compare_resumes(old_resume, cured_resume)) == []
+
+            dumprestore.run_fallback(uncured, old_env, new_env, work_dir=tmp_path, transform=None)
+            uncured_resume = envs.run_worker(new_env, "resume", {"dsn": uncured, **request})
+            traces = _traces(uncured_resume)
+            assert traces["subgraph"][0] == "step_1"  # re-ran the child's first node
+            assert "sibling" in traces["failed_node"]  # re-ran the completed sibling
+            breaking = _breaking(compare_resumes(old_resume, uncured_resume))
+            assert any("node_reexecuted" in b for b in breaking), breaking
+
+
+def test_task_id_cure_dry_run_reports_and_writes_nothing(
+    pg_default: Server, new_env: envs.VersionEnv, tmp_path: Path
+) -> None:
+    """2.0.8 fixture (written by 2.0.8): --dry-run lists the renames, the database is unchanged."""
+    old_env = _era_env("2.0.8")
+    with scratch_database(pg_default) as dsn:
+        fixtures.import_tables(dsn, ROOT / "2.0.8")
+        before = _counts(dsn)
+        dump = tmp_path / "d.lgdump"
+        manifest = dumprestore.dump_threads(dsn, old_env, dump)
+        result = dumprestore.restore_dump(
+            dsn, new_env, dump, transform="task-id", allow_types=manifest.types, dry_run=True
+        )
+        assert result.dry_run and not result.swapped
+        assert any(c.startswith("namespace child:") for c in result.changes)
+        assert any("canary:failed_node" in c and "__error__" in c for c in result.changes)
+        assert _counts(dsn) == before
+        assert _schemas(dsn) == []
+
+
+# --------------------------------------------------------------------------- round trips
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("era", ["1.0.0", "2.0.8", "2.0.25"])
+def test_round_trip_keeps_every_thread(
+    era: str, pg_server: Server, new_env: envs.VersionEnv, tmp_path: Path
+) -> None:
+    """Old era -> dump (old env) -> restore (newest): counts equal, values equal the golden.
+
+    For 2.0.25 (in-place is clean) the restored database must read exactly like
+    an in-place-migrated copy of the same data.
+    """
+    old_env = _era_env(era)
+    golden = fixtures.load_golden(ROOT / era)
+    threads = _threads(golden)
+    with scratch_database(pg_server) as dsn, scratch_database(pg_server) as in_place:
+        fixtures.import_tables(dsn, ROOT / era)
+        fixtures.import_tables(in_place, ROOT / era)
+        before = _counts(dsn)
+        dump = tmp_path / f"{era}.lgdump"
+        manifest = dumprestore.dump_threads(dsn, old_env, dump)
+        assert manifest.records == before[0]
+        assert sum(t["checkpoints"] for t in manifest.threads.values()) == before[0]
+        assert set(manifest.threads) == {t["thread_id"] for t in threads}
+        result = dumprestore.restore_dump(
+            dsn, new_env, dump, transform=None, allow_types=manifest.types
+        )
+        assert result.swapped and result.old_schema is not None
+        after = _counts(dsn)
+        assert after[:2] == before[:2]  # checkpoints and writes, thread by thread below
+        assert result.threads == {
+            t: {"checkpoints": c["checkpoints"], "writes": c["writes"]}
+            for t, c in manifest.threads.items()
+        }
+        restored = _snapshot(new_env, dsn, threads)
+        envs.run_worker(new_env, "setup", {"dsn": in_place}, timeout=300)
+        migrated = _snapshot(new_env, in_place, threads)
+        value_diff = compare_snapshots(golden, restored)
+        if era == "2.0.25":
+            assert _breaking(value_diff) == []
+            assert restored["threads"] == migrated["threads"]
+        else:
+            # What the old layout causes may differ from the golden (H-TASK-ID ids,
+            # H-METADATA-WRITES envelopes); every value is there.
+            for d in value_diff.differences:
+                if d.severity == "breaking":
+                    assert d.hazard in ("H-TASK-ID", "H-METADATA-WRITES") or _kept_sends(d.path), (
+                        d.summary()
+                    )
+            # The new version reads the restore as it reads an in-place upgrade, except
+            # that its put() drops the deprecated metadata.writes (as it does for every
+            # checkpoint it writes), and where in-place loses what the old version read
+            # (1.0.0's Send packets, H-SEND-DROPPED): there the restore keeps the old value.
+            off_golden = {d.path for d in value_diff.differences if d.severity == "breaking"}
+            for d in compare_snapshots(migrated, restored).differences:
+                dropped = d.path.endswith(".metadata.writes") and d.kind == "key_missing"
+                kept = era == "1.0.0" and (_kept_sends(d.path) or d.path not in off_golden)
+                assert d.severity == "benign" or dropped or kept, d.summary()
+        assert _schemas(dsn) == [result.old_schema]
+        assert dumprestore.cleanup(dsn) == [result.old_schema]
+        assert _schemas(dsn) == []
+        assert _counts(dsn)[:2] == before[:2]
+
+
+def _kept_sends(path: str) -> bool:
+    return path.endswith(".channel_values.__pregel_tasks") or ".state." in path
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+@pytest.fixture(scope="module")
+def dumped_2_0_25(pg_default: Server, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real 2.0.25 dump of the 2.0.25 fixture (rich values included)."""
+    out = tmp_path_factory.mktemp("dump") / "d.lgdump"
+    with scratch_database(pg_default) as dsn:
+        fixtures.import_tables(dsn, ROOT / "2.0.25")
+        dumprestore.dump_threads(dsn, _era_env("2.0.25"), out)
+    return out
+
+
+@pytest.fixture
+def live_db(pg_default: Server) -> Iterator[str]:
+    with scratch_database(pg_default) as dsn:
+        fixtures.import_tables(dsn, ROOT / "2.0.25")
+        yield dsn
+
+
+def _copy_dump(src: Path, dst_dir: Path) -> Path:
+    dst = dst_dir / src.name
+    dst.write_bytes(src.read_bytes())
+    mpath = dumprestore.manifest_path(src)
+    dumprestore.manifest_path(dst).write_bytes(mpath.read_bytes())
+    return dst
+
+
+def _untouched(dsn: str, before: tuple[int, ...]) -> None:
+    assert _counts(dsn) == before
+    assert _schemas(dsn) == []
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt", "tampered", "no-manifest"])
+def test_damaged_dump_is_rejected_before_any_write(
+    damage: str,
+    dumped_2_0_25: Path,
+    live_db: str,
+    new_env: envs.VersionEnv,
+    tmp_path: Path,
+) -> None:
+    dump = _copy_dump(dumped_2_0_25, tmp_path)
+    data = dump.read_bytes()
+    if damage == "truncated":
+        dump.write_bytes(data[: len(data) // 2])
+    elif damage == "corrupt":
+        dump.write_bytes(data[:100] + bytes([data[100] ^ 0xFF]) + data[101:])
+    elif damage == "tampered":
+        # A valid gzip with one value changed, and a manifest edited to match the size.
+        lines = gzip.decompress(data).decode().splitlines()
+        lines[1] = lines[1].replace('"log"', '"LOG"', 1)
+        dump.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+        mpath = dumprestore.manifest_path(dump)
+        manifest = json.loads(mpath.read_text())
+        manifest["bytes"] = dump.stat().st_size
+        mpath.write_text(json.dumps(manifest))
+    else:
+        dumprestore.manifest_path(dump).unlink()
+    before = _counts(live_db)
+    with pytest.raises(ConfigError) as err:
+        dumprestore.restore_dump(live_db, new_env, dump, allow_types=RICH_TYPES)
+    assert err.value.exit_code == 2
+    assert "Hint:" in str(err.value)
+    _untouched(live_db, before)
+
+
+def test_type_outside_allowlist_is_refused_with_the_list(
+    dumped_2_0_25: Path, live_db: str, new_env: envs.VersionEnv
+) -> None:
+    manifest = dumprestore.load_manifest(dumped_2_0_25)
+    assert set(RICH_TYPES) <= set(manifest.types)
+    before = _counts(live_db)
+    with pytest.raises(ConfigError) as err:
+        dumprestore.restore_dump(live_db, new_env, dumped_2_0_25, allow_types=RICH_TYPES[:1])
+    message = str(err.value)
+    listed = message.split("Hint:")[0]
+    assert RICH_TYPES[1] in listed and RICH_TYPES[2] in listed
+    assert RICH_TYPES[0] not in listed
+    assert "--allow-type" in message
+    _untouched(live_db, before)
+
+
+def test_worker_refuses_a_class_the_host_did_not_allow(
+    dumped_2_0_25: Path, live_db: str, new_env: envs.VersionEnv, tmp_path: Path
+) -> None:
+    """Defence in depth: a manifest edited to hide a type still cannot smuggle it in."""
+    dump = _copy_dump(dumped_2_0_25, tmp_path)
+    mpath = dumprestore.manifest_path(dump)
+    manifest = json.loads(mpath.read_text())
+    manifest["types"] = [t for t in manifest["types"] if t not in RICH_TYPES]
+    mpath.write_text(json.dumps(manifest))
+    before = _counts(live_db)
+    with pytest.raises(ConfigError, match="not in the allowlist"):
+        dumprestore.restore_dump(live_db, new_env, dump)
+    _untouched(live_db, before)
+
+
+USER_TRANSFORMS = """
+def explode(record):
+    if record["checkpoint_ns"] == "" and record["thread_id"] == "canary:time_travel":
+        raise ValueError("planned failure")
+
+def tag(record):
+    record["metadata"]["migrated"] = "yes"
+    return record
+"""
+
+
+@pytest.fixture
+def transform_env(tmp_path: Path) -> dict[str, str]:
+    """A user transform module importable in the worker (``usertx``)."""
+    folder = tmp_path / "usercode"
+    folder.mkdir()
+    (folder / "usertx.py").write_text(USER_TRANSFORMS)
+    return {"PYTHONPATH": f"{envs.worker_source_dir()}:{folder}"}
+
+
+def test_raising_transform_leaves_live_tables_untouched(
+    dumped_2_0_25: Path,
+    live_db: str,
+    new_env: envs.VersionEnv,
+    transform_env: dict[str, str],
+) -> None:
+    before = _counts(live_db)
+    with pytest.raises(MigrationError) as err:
+        dumprestore.restore_dump(
+            live_db,
+            new_env,
+            dumped_2_0_25,
+            transform="usertx:explode",
+            allow_types=RICH_TYPES,
+            extra_env=transform_env,
+        )
+    assert err.value.exit_code == 5
+    assert "untouched" in str(err.value) and "planned failure" in str(err.value)
+    _untouched(live_db, before)
+
+
+def test_user_transform_changes_values_and_swap_keeps_old_tables(
+    dumped_2_0_25: Path,
+    live_db: str,
+    new_env: envs.VersionEnv,
+    transform_env: dict[str, str],
+) -> None:
+    golden = fixtures.load_golden(ROOT / "2.0.25")
+    threads = [t for t in _threads(golden) if t["thread_id"] == "canary:time_travel"]
+    before = _counts(live_db)
+    result = dumprestore.restore_dump(
+        live_db,
+        new_env,
+        dumped_2_0_25,
+        transform="usertx:tag",
+        allow_types=RICH_TYPES,
+        extra_env=transform_env,
+    )
+    assert result.changes
+    snap = _snapshot(new_env, live_db, threads)
+    values = [
+        c["metadata"].get("migrated") for c in snap["threads"]["canary:time_travel"]["checkpoints"]
+    ]
+    assert values and set(values) == {"yes"}
+    assert result.old_schema is not None
+    old_dsn_counts = _counts_in(live_db, result.old_schema)
+    assert old_dsn_counts == before
+    dumprestore.cleanup(live_db)
+
+
+def _counts_in(dsn: str, schema: str) -> tuple[int, ...]:
+    with psycopg.connect(dsn, options=f"-c search_path={schema}") as conn:
+        row = conn.execute(COUNTS_SQL).fetchone()
+    assert row is not None
+    return tuple(int(x) for x in row)
