@@ -143,6 +143,10 @@ def _table_ddl(conn: psycopg.Connection[Any], table: str) -> tuple[str, ...]:
     return tuple(statements)
 
 
+#: Public name of the portable DDL capture (``migrator.backup`` compares DDL with it).
+table_ddl = _table_ddl
+
+
 def _copy_out_sql(conn: psycopg.Connection[Any], table: str) -> sql.Composed:
     ncols = len(conn.execute(COLUMNS_SQL, (table,)).fetchall())
     # Every column: a total order, so the same rows always give the same bytes.
