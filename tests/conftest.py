@@ -59,6 +59,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", 'pg(spec): run only on servers whose major matches, e.g. pg(">=15")'
     )
+    config.addinivalue_line(
+        "markers",
+        "pg_core: long flows run on three majors (oldest, middle, newest available) instead of "
+        "every server, to keep the suite's time in check",
+    )
 
 
 def _wanted_majors() -> set[int] | None:
@@ -112,9 +117,23 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines
 
 
+def _core(params: list[PgParam]) -> list[PgParam]:
+    """One server each for the oldest, a middle and the newest major in ``params``."""
+    by_major: dict[int | None, PgParam] = {}
+    for p in params:
+        by_major.setdefault(p.major, p)
+    majors = sorted(m for m in by_major if m is not None)
+    if len(majors) <= 3:
+        return list(by_major.values())
+    picked = {majors[0], majors[len(majors) // 2], majors[-1]}
+    return [by_major[m] for m in majors if m in picked]
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "pg_server" in metafunc.fixturenames:
         params = _matrix(metafunc.config)
+        if metafunc.definition.get_closest_marker("pg_core") is not None:
+            params = _core(params)
         metafunc.parametrize(
             "pg_server", params, ids=[p.id for p in params], indirect=True, scope="session"
         )

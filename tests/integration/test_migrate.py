@@ -32,7 +32,7 @@ from tests.integration.test_plan import (
     unprivileged,  # noqa: F401 - fixture
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.slow, pytest.mark.pg_core, pytest.mark.timeout(900)]
 
 PUBLIC_ONLY = ("pg_class", "pg_attribute", "pg_index")
 

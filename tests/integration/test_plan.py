@@ -20,7 +20,7 @@ from psycopg import sql
 from migrator import api, envs, fixtures
 from migrator.postgres.dsn import with_dbname
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.slow, pytest.mark.pg_core, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2] / "canary_fixtures"
 CLI = str(Path(sys.executable).parent / "langgraph-migrator")
