@@ -63,6 +63,8 @@ class CheckSettings:
     user_canaries: str | None = None
     threads: tuple[str, ...] = ()
     threads_from: str | None = None
+    fallback: str = "dump-restore"
+    accept_fallback: bool = False
     policy_file: Path | None = None
     pyproject: Path | None = None
     worker_timeout: float = 600.0

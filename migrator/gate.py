@@ -11,6 +11,7 @@ the end, and a provisioned server is stopped.
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -224,18 +225,23 @@ def _threads_source(settings: CheckSettings) -> str | None:
     return settings.threads_from or (settings.pg.dsn if settings.pg.provider == "url" else None)
 
 
-def _worker_caller(settings: CheckSettings) -> Callable[..., dict[str, Any]]:
-    """``run_worker`` with the timeout and, for user canaries, the user's code on the path.
+def _user_code_env(settings: CheckSettings) -> dict[str, str] | None:
+    """Worker environment that puts the user's code (canaries) on the path, after ours.
 
     User canary modules are imported inside each version environment, from the
     directory the tool was started in (the app's checkout), after the worker code.
     """
-    extra: dict[str, str] | None = None
-    if settings.user_canaries:
-        search = [str(envs.worker_source_dir()), str(Path.cwd())]
-        if os.environ.get("PYTHONPATH"):
-            search.append(os.environ["PYTHONPATH"])
-        extra = {"PYTHONPATH": os.pathsep.join(search)}
+    if not settings.user_canaries:
+        return None
+    search = [str(envs.worker_source_dir()), str(Path.cwd())]
+    if os.environ.get("PYTHONPATH"):
+        search.append(os.environ["PYTHONPATH"])
+    return {"PYTHONPATH": os.pathsep.join(search)}
+
+
+def _worker_caller(settings: CheckSettings) -> Callable[..., dict[str, Any]]:
+    """``run_worker`` with the timeout and, for user canaries, the user's code on the path."""
+    extra = _user_code_env(settings)
 
     def call(env: envs.VersionEnv, op: str, request: dict[str, Any]) -> dict[str, Any]:
         return envs.run_worker(env, op, request, timeout=settings.worker_timeout, extra_env=extra)
@@ -295,6 +301,7 @@ def _check(
     # Copies taken before the new version touches anything.
     rolling_db = run.create_database(template=main_db)
     old_resume_db = run.create_database(template=main_db)
+    fallback_db = run.create_database(template=main_db) if settings.fallback != "none" else None
 
     with run.step("rolling", f"rolling-deploy check: {new_vs.label} before its setup()"):
         rolling = call(new_env, "snapshot", {"dsn": run.dsn(rolling_db), **snap_request})
@@ -340,6 +347,24 @@ def _check(
             compared += [t for t in threads if t["thread_id"] == r["thread_id"]]
     checks += _diff_checks("resume", resume_diff, compared)
 
+    broken = [c for c in checks if c.check in ("drift", "resume") and c.status == "fail"]
+    if broken and fallback_db is not None:
+        checks = _fallback(
+            run,
+            settings,
+            call,
+            old_env,
+            new_env,
+            fallback_db,
+            checks,
+            golden,
+            resumed_old,
+            policy,
+            snap_request,
+            resume_request,
+            threads,
+        )
+
     with run.step("rollback", f"rollback check: {old_vs.label} reads what the new version wrote"):
         rolled_back = call(old_env, "snapshot", {"dsn": main, **snap_request})
     checks += _read_check(
@@ -351,14 +376,104 @@ def _check(
         "rolling back the app breaks it",
     )
 
+    notes = [
+        f"new setup(): ledger v{setup_new.get('ledger_before')} -> v{setup_new.get('ledger_after')}"
+    ]
+    if any(c.check.startswith("fallback-") for c in checks):
+        cured = all(c.status == "pass" for c in checks if c.check.startswith("fallback-"))
+        notes.append(
+            "the dump/restore fallback cures every breaking difference the in-place upgrade "
+            "leaves: deploy with `migrate --fallback dump-restore`"
+            + ("" if settings.accept_fallback else " (pass --accept-fallback to gate on that)")
+            if cured
+            else "the dump/restore fallback does not cure every breaking difference (see fallback)"
+        )
     return Report(
         command="upgrade-check",
         checks=tuple(checks),
         versions={"from": golden.get("versions", {}), "to": after.get("versions", {})},
         server={"provider": run.server.provider, "major": run.server.major},
         timings=run.timings,
-        notes=(
-            f"new setup(): ledger v{setup_new.get('ledger_before')} -> "
-            f"v{setup_new.get('ledger_after')}",
-        ),
+        notes=tuple(notes),
     )
+
+
+def _fallback(
+    run: _Run,
+    settings: CheckSettings,
+    call: Callable[..., dict[str, Any]],
+    old_env: envs.VersionEnv,
+    new_env: envs.VersionEnv,
+    fallback_db: str,
+    checks: list[Check],
+    golden: dict[str, Any],
+    resumed_old: dict[str, Any],
+    policy: Policy,
+    snap_request: dict[str, Any],
+    resume_request: dict[str, Any],
+    threads: list[dict[str, Any]],
+) -> list[Check]:
+    """Run dump/restore on a pristine copy, check it again, and say per canary if it cured.
+
+    With ``--accept-fallback``, in-place failures the fallback cures become warnings.
+    """
+    from migrator.dumprestore import run_fallback
+
+    dsn = run.dsn(fallback_db)
+    with run.step("fallback", "fallback: dump with the old version, restore with the new"):
+        with tempfile.TemporaryDirectory(prefix="lgm-fallback-") as work:
+            run_fallback(
+                dsn,
+                old_env,
+                new_env,
+                work_dir=Path(work),
+                transform="task-id",
+                progress=run.progress,
+                extra_env=_user_code_env(settings),
+            )
+        fb_snap = call(new_env, "snapshot", {"dsn": dsn, **snap_request})
+        fb_resumed = call(new_env, "resume", {"dsn": dsn, **resume_request})
+    fb_drift = _diff_checks("drift", compare_snapshots(golden, fb_snap, policy=policy), threads)
+    resumed_ids = {r["thread_id"] for r in fb_resumed["threads"] if r.get("outcome") != "skipped"}
+    fb_resume = _diff_checks(
+        "resume",
+        compare_resumes(resumed_old, fb_resumed, policy=policy),
+        [t for t in threads if t["thread_id"] in resumed_ids],
+    )
+    after = {(c.check, c.canary or c.thread_id): c for c in fb_drift + fb_resume}
+    out: list[Check] = []
+    verdicts: list[Check] = []
+    for c in checks:
+        key = (c.check, c.canary or c.thread_id)
+        if c.check in ("drift", "resume") and c.status == "fail":
+            again = after.get(key)
+            cured = again is not None and again.status == "pass"
+            verdicts.append(
+                Check(
+                    check=f"fallback-{c.check}",
+                    status="pass" if cured else "fail",
+                    summary=(
+                        f"cured by dump/restore ({len(c.differences)} difference(s) "
+                        "before, none breaking after)"
+                        if cured
+                        else f"still {again.summary if again else 'not checked'} after dump/restore"
+                    ),
+                    canary=c.canary,
+                    thread_id=c.thread_id,
+                    hazards=c.hazards,
+                    differences=() if cured or again is None else again.differences,
+                )
+            )
+            if cured and settings.accept_fallback:
+                c = Check(
+                    check=c.check,
+                    status="warn",
+                    summary=f"{c.summary}; cured by the dump/restore fallback",
+                    canary=c.canary,
+                    thread_id=c.thread_id,
+                    hazards=c.hazards,
+                    differences=c.differences,
+                    details=c.details,
+                )
+        out.append(c)
+    return out + verdicts

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,7 +115,8 @@ def render_text(report: Report, *, show_values: bool = False, console: Any = Non
     from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    # CI logs are not terminals: rich would wrap at 80 columns and truncate the matrix.
+    console = console or Console(width=None if sys.stdout.isatty() else 160)
     checks: list[str] = []
     targets: list[str] = []
     cells: dict[tuple[str, str], Check] = {}

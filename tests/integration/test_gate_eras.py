@@ -137,7 +137,7 @@ def reports(pg_default: Server) -> dict[str, Report]:
 
     def run(pair: str) -> Report:
         old, new = PAIRS[pair]
-        return upgrade_check(CheckSettings(from_spec=old, to_spec=new, pg=pg))
+        return upgrade_check(CheckSettings(from_spec=old, to_spec=new, pg=pg, fallback="none"))
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         return dict(zip(PAIRS, pool.map(run, PAIRS), strict=True))
