@@ -12,6 +12,13 @@ from migrator.config import CheckSettings, PgChoice
 from migrator.gate import Progress, run_upgrade_check
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from migrator.backup import BackupManifest, RestoreResult
+    from migrator.dumprestore import DumpManifest
+    from migrator.dumprestore import RestoreResult as DumpRestoreResult
+    from migrator.execute import Backup, MigrateOutcome, MigrateSettings
+    from migrator.plan import Plan
     from migrator.postgres import Server
     from migrator.report import Report
 
@@ -56,3 +63,271 @@ def env_info(spec: str, *, progress: Progress = _quiet, timeout: float = 300.0) 
     info = envs.run_worker(env, "info", {}, timeout=timeout)
     info["env"] = {"label": env.label, "key": version_set.key}
     return info
+
+
+def plan(
+    dsn: str,
+    to_spec: str = "current",
+    *,
+    scratch_dsn: str | None = None,
+    schema: str | None = None,
+    progress: Progress = _quiet,
+    timeout: float = 600.0,
+) -> Plan:
+    """What ``setup()`` of ``to_spec`` will do to ``dsn``, rehearsed on a scratch server.
+
+    Read only: the live database is never written.
+
+    Returns:
+        The plan; ``plan.unsafe`` when a hazard would make the deploy fail or lose data.
+    """
+    from migrator.plan import make_plan
+
+    return make_plan(
+        dsn, to_spec, scratch_dsn=scratch_dsn, schema=schema, progress=progress, timeout=timeout
+    )
+
+
+def migrate(
+    settings: MigrateSettings,
+    *,
+    backup: Backup | None = None,
+    progress: Progress = _quiet,
+) -> MigrateOutcome:
+    """Lock, plan, back up (``backup`` hook), ``setup()``, repair, verify, record.
+
+    Returns:
+        The outcome: its ``report``, and ``error`` (exit 1, 4 or 5) when it did not succeed.
+    """
+    from migrator.execute import migrate as run_migrate
+
+    return run_migrate(settings, backup=backup, progress=progress)
+
+
+def canary_seed(
+    dsn: str,
+    spec: str,
+    *,
+    canaries: tuple[str, ...] = (),
+    user_canaries: str | None = None,
+    reseed: bool = False,
+    timeout: float = 600.0,
+    lock_wait: float | None = 60.0,
+    progress: Progress = _quiet,
+) -> Report:
+    """Seed canaries into the app's database under ``spec`` and store their goldens.
+
+    Never runs ``setup()``: the checkpoint tables must exist (see ``migrator.seeding``).
+
+    Returns:
+        The report; ``verdict == "fail"`` when a canary could not be seeded or read back.
+    """
+    from migrator.seeding import seed_canaries
+
+    env = envs.ensure_env(envs.parse_version_set(spec), progress=progress)
+    return seed_canaries(
+        dsn,
+        env,
+        canaries=canaries or None,
+        user_canaries=user_canaries,
+        reseed=reseed,
+        timeout=timeout,
+        lock_wait=lock_wait,
+        progress=progress,
+    )
+
+
+def verify(
+    dsn: str,
+    spec: str = "current",
+    *,
+    policy_file: Path | None = None,
+    pyproject: Path | None = None,
+    user_canaries: str | None = None,
+    timeout: float = 600.0,
+    lock_wait: float | None = 60.0,
+    progress: Progress = _quiet,
+) -> Report:
+    """Compare what ``spec`` reads now with the goldens stored by ``canary seed``.
+
+    Upgrades an outdated ledger first (under the migrator lock); otherwise read only.
+
+    Returns:
+        The report; ``verdict == "fail"`` on breaking drift or a golden thread that is gone.
+
+    Raises:
+        ConfigError: The database holds no goldens (exit 2).
+    """
+    from migrator import ledger
+    from migrator.errors import ConfigError
+    from migrator.lock import advisory_lock
+    from migrator.policy import load_policy
+    from migrator.postgres import redact_dsn
+    from migrator.verify import verify_goldens
+
+    policy = load_policy(pyproject, policy_file)
+    revision = ledger.ledger_revision(dsn)
+    if revision is None or not ledger.load_goldens(dsn):
+        raise ConfigError(
+            f"{redact_dsn(dsn)} holds no goldens to verify against.",
+            hint="run `langgraph-migrator canary seed --dsn DSN --with SPEC` with the version "
+            "the app runs today, before you migrate",
+        )
+    if revision != ledger.head_revision():
+        with advisory_lock(dsn, wait=lock_wait):
+            ledger.upgrade_ledger(dsn)
+    env = envs.ensure_env(envs.parse_version_set(spec), progress=progress)
+    return verify_goldens(
+        dsn, env, policy=policy, timeout=timeout, user_canaries=user_canaries, progress=progress
+    )
+
+
+def canary_list(dsn: str | None = None) -> dict[str, Any]:
+    """The built-in canaries and, with ``dsn``, those seeded in that database.
+
+    Returns:
+        ``{"builtin": [{"name", "thread_id", "covers"}], "seeded": [...] | None}``; each
+        seeded entry has ``thread_id``, ``canary``, ``versions``, ``status``,
+        ``user_canaries``, ``seeded_by``, ``seeded_at`` (ISO text).
+    """
+    from migrator import ledger
+    from migrator.seeding import builtin_canaries
+
+    seeded: list[dict[str, Any]] | None = None
+    if dsn is not None:
+        seeded = [
+            {
+                "thread_id": c.thread_id,
+                "canary": c.canary,
+                "versions": c.versions,
+                "status": c.status,
+                "user_canaries": c.user_canaries,
+                "seeded_by": c.seeded_by,
+                "seeded_at": c.seeded_at.isoformat(),
+            }
+            for c in ledger.list_canaries(dsn)
+        ]
+    return {"builtin": builtin_canaries(), "seeded": seeded}
+
+
+def backup(
+    dsn: str,
+    out_dir: Path,
+    *,
+    jobs: int = 1,
+    compress: bool = False,
+    progress: Progress = _quiet,
+) -> BackupManifest:
+    """Back up the checkpoint tables and ledger rows of ``dsn`` (binary COPY + manifest).
+
+    Returns:
+        The manifest written to ``out_dir`` (see ``docs/backup.md``).
+    """
+    from migrator.backup import create_backup
+
+    return create_backup(dsn, out_dir, jobs=jobs, compress=compress, progress=progress)
+
+
+def restore_backup(
+    dsn: str,
+    backup_dir: Path,
+    *,
+    into_new_schema: str | None = None,
+    lock_wait: float | None = 60.0,
+    progress: Progress = _quiet,
+) -> RestoreResult:
+    """Verify a backup, then restore its checkpoint tables (swap, or into a new schema).
+
+    Returns:
+        Where the tables went and where the previous live tables were kept.
+    """
+    from migrator.backup import restore_backup as restore
+
+    return restore(
+        dsn, backup_dir, into_new_schema=into_new_schema, lock_wait=lock_wait, progress=progress
+    )
+
+
+def dump(
+    dsn: str,
+    from_spec: str,
+    out_path: Path,
+    *,
+    shard: str | None = None,
+    threads: tuple[str, ...] = (),
+    progress: Progress = _quiet,
+    timeout: float = 3600.0,
+) -> DumpManifest:
+    """Dump every thread through the saver of ``from_spec`` (the version that wrote them).
+
+    Returns:
+        The manifest (also written to ``<out_path>.manifest.json``).
+    """
+    from migrator.dumprestore import dump_threads, parse_shard
+
+    shard_pair = parse_shard(shard)
+    env = envs.ensure_env(envs.parse_version_set(from_spec), progress=progress)
+    return dump_threads(
+        dsn,
+        env,
+        out_path,
+        shard=shard_pair,
+        threads=threads or None,
+        progress=progress,
+        timeout=timeout,
+    )
+
+
+def restore(
+    dsn: str,
+    dump_path: Path,
+    *,
+    to_spec: str = "current",
+    transform: str | None = None,
+    graph: str | None = None,
+    allow_types: tuple[str, ...] = (),
+    allow_file: Path | None = None,
+    dry_run: bool = False,
+    swap: bool = True,
+    lock_wait: float = 60.0,
+    progress: Progress = _quiet,
+    timeout: float = 3600.0,
+) -> DumpRestoreResult:
+    """Restore a dump through the saver of ``to_spec`` into a shadow schema, verify, swap.
+
+    Returns:
+        What was restored (or would be, with ``dry_run``) and where the old tables went.
+    """
+    import os
+
+    from migrator.dumprestore import read_allow_file, restore_dump
+
+    allowed = list(allow_types) + (read_allow_file(allow_file) if allow_file else [])
+    env = envs.ensure_env(envs.parse_version_set(to_spec), progress=progress)
+    # User transforms and graphs are imported from the app's checkout (cwd).
+    search = [str(envs.worker_source_dir()), os.getcwd()]
+    return restore_dump(
+        dsn,
+        env,
+        dump_path,
+        transform=transform,
+        graph=graph,
+        allow_types=allowed,
+        dry_run=dry_run,
+        swap=swap,
+        lock_wait=lock_wait,
+        progress=progress,
+        timeout=timeout,
+        extra_env={"PYTHONPATH": os.pathsep.join(search)},
+    )
+
+
+def cleanup(dsn: str, *, lock_wait: float = 60.0) -> list[str]:
+    """Drop the old checkpoint tables a restore kept, and leftover shadow schemas.
+
+    Returns:
+        The schemas dropped.
+    """
+    from migrator.dumprestore import cleanup as drop_kept
+
+    return drop_kept(dsn, lock_wait=lock_wait)

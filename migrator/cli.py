@@ -35,8 +35,16 @@ def _progress(quiet: bool) -> Any:
 @click.option("--raiseerr", is_flag=True, help="Show the full traceback of any error.")
 @click.pass_context
 def cli(ctx: click.Context, raiseerr: bool) -> None:
-    """langgraph-migrator: make LangGraph upgrades safe for checkpoints in PostgreSQL."""
+    """langgraph-migrator: make LangGraph upgrades safe for checkpoints in PostgreSQL.
+
+    Every option can also come from LANGGRAPH_MIGRATOR_<COMMAND>_<FLAG> (or
+    LANGGRAPH_MIGRATOR_<FLAG>) or [tool.langgraph-migrator] in pyproject.toml;
+    flag > env > file. See `langgraph-migrator config show`.
+    """
+    from migrator.settings_file import configure_context
+
     ctx.obj = {"raiseerr": raiseerr}
+    configure_context(ctx)
 
 
 @cli.command("upgrade-check")
@@ -112,6 +120,26 @@ def cli(ctx: click.Context, raiseerr: bool) -> None:
     default=None,
     help="Write the report as JUnit XML (one test case per canary and check).",
 )
+@click.option(
+    "--html",
+    "html_out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write a self-contained HTML report (old | new value of every difference).",
+)
+@click.option(
+    "--fallback",
+    type=click.Choice(["dump-restore", "none"]),
+    default="dump-restore",
+    show_default=True,
+    help="On breaking drift, also try the dump/restore fallback and report what it cures.",
+)
+@click.option(
+    "--accept-fallback",
+    is_flag=True,
+    help="Pass the gate when the fallback cures every breaking difference "
+    "(your deploy then runs `migrate --fallback dump-restore`).",
+)
 @click.option("--show-values", is_flag=True, help="Print differing values, not only hashes.")
 @click.option(
     "--timeout", default=600.0, show_default=True, help="Seconds one worker step may take."
@@ -128,6 +156,9 @@ def upgrade_check(
     policy_file: Path | None,
     json_out: Path | None,
     junit_out: Path | None,
+    html_out: Path | None,
+    fallback: str,
+    accept_fallback: bool,
     show_values: bool,
     timeout: float,
     quiet: bool,
@@ -149,6 +180,8 @@ def upgrade_check(
         user_canaries=user_canaries,
         threads=threads,
         threads_from=threads_from,
+        fallback=fallback,
+        accept_fallback=accept_fallback,
         policy_file=policy_file,
         pyproject=pyproject if pyproject.is_file() else None,
         worker_timeout=timeout,
@@ -159,6 +192,13 @@ def upgrade_check(
         reports.write_json(result, json_out)
     if junit_out:
         reports.write_junit(result, junit_out)
+    if html_out:
+        from migrator.report_html import write_html
+
+        write_html(result, html_out)
+    from migrator.annotations import emit_annotations
+
+    emit_annotations(result, pyproject=settings.pyproject, canaries=user_canaries)
     reports.append_step_summary(result)
     if result.verdict == "fail":
         sys.exit(1)
@@ -275,6 +315,474 @@ def env_info(spec: str, as_json: bool) -> None:
     for i, stmt in enumerate(migrations):
         first = " ".join(str(stmt).split())[:90]
         click.echo(f"  v{i}: {first}")
+
+
+@cli.command("backup")
+@click.option("--dsn", required=True, metavar="DSN", help="The application database.")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="A new or empty directory for the backup files and manifest.json.",
+)
+@click.option("--jobs", default=1, show_default=True, help="Connections copying in parallel.")
+@click.option("--compress", is_flag=True, help="gzip each file (slower; see bench/README.md).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
+def backup(dsn: str, out_dir: Path, jobs: int, compress: bool, quiet: bool) -> None:
+    """Usage: langgraph-migrator backup --dsn DSN --out DIR [--jobs N] [--compress]
+
+    Stream the checkpoint tables (and the tool's ledger rows) with binary COPY into
+    DIR, all from one snapshot, with a manifest: versions, DDL, row counts, SHA-256.
+    Exit 0 done, 2 bad usage (e.g. DIR not empty), 3 database unreachable.
+    """
+    manifest = api.backup(dsn, out_dir, jobs=jobs, compress=compress, progress=_progress(quiet))
+    for table in manifest.tables:
+        click.echo(f"{table.qualified}: {table.rows} rows in {len(table.files)} file(s)")
+    click.echo(f"backup written to {out_dir} ({manifest.total_bytes} bytes)")
+
+
+@cli.command("restore-backup")
+@click.option("--dsn", required=True, metavar="DSN", help="The database to restore into.")
+@click.argument("backup_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option(
+    "--into-new-schema",
+    default=None,
+    metavar="NAME",
+    help="Restore into this new schema and leave the live tables alone.",
+)
+@click.option(
+    "--wait", default=60.0, show_default=True, help="Seconds to wait for another migrator."
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
+def restore_backup(
+    dsn: str, backup_dir: Path, into_new_schema: str | None, wait: float, quiet: bool
+) -> None:
+    """Usage: langgraph-migrator restore-backup --dsn DSN DIR [--into-new-schema NAME]
+
+    Verify the backup (checksums, counts, completeness) before writing anything, load
+    it into a shadow schema, check the counts, then swap it in atomically; the previous
+    live tables are kept in a langgraph_migrator_old_<ts> schema.
+    Exit 0 done, 2 bad or mismatching backup, 3 database unreachable, 4 lock busy.
+    """
+    result = api.restore_backup(
+        dsn, backup_dir, into_new_schema=into_new_schema, lock_wait=wait, progress=_progress(quiet)
+    )
+    for name, rows in result.tables.items():
+        click.echo(f"{result.schema}.{name}: {rows} rows restored")
+    if result.old_schema:
+        click.echo(f"previous tables kept in schema {result.old_schema}")
+
+
+@cli.command("dump")
+@click.option("--dsn", required=True, metavar="DSN", help="The database to dump (only read).")
+@click.option(
+    "--from",
+    "from_spec",
+    required=True,
+    metavar="SPEC",
+    help="The version set that wrote the data (its saver reads every thread).",
+)
+@click.option("--out", "out_path", required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--shard", default=None, metavar="I/N", help="Only threads hashing to shard I of N.")
+@click.option("--thread", "threads", multiple=True, metavar="ID", help="Only this thread.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
+def dump(
+    dsn: str,
+    from_spec: str,
+    out_path: Path,
+    shard: str | None,
+    threads: tuple[str, ...],
+    quiet: bool,
+) -> None:
+    """Usage: langgraph-migrator dump --dsn DSN --from SPEC --out FILE [--shard I/N]
+
+    Read every thread through the old version's saver and write a type-tagged,
+    compressed dump plus FILE.manifest.json (counts, type inventory, sha256).
+    Exit 0 done, 2 bad usage, 3 database or environment error.
+    """
+    manifest = api.dump(
+        dsn, from_spec, out_path, shard=shard, threads=threads, progress=_progress(quiet)
+    )
+    click.echo(
+        f"{manifest.records} checkpoints of {len(manifest.threads)} thread(s) -> "
+        f"{out_path} ({manifest.size} bytes, sha256 {manifest.sha256[:12]})"
+    )
+    if manifest.types:
+        click.echo(f"types: {', '.join(manifest.types)}")
+    for error in manifest.errors:
+        click.echo(f"unreadable: {error}", err=True)
+
+
+@cli.command("restore")
+@click.option("--dsn", required=True, metavar="DSN", help="The database to restore into.")
+@click.argument("dump_path", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--to", "to_spec", default="current", show_default=True, metavar="SPEC", help="New version."
+)
+@click.option(
+    "--transform",
+    default=None,
+    metavar="task-id|MODULE:FUNCTION",
+    help="task-id (H-TASK-ID cure) and/or your per-checkpoint function, comma-separated.",
+)
+@click.option("--graph", default=None, metavar="MODULE:ATTR", help="Your graph, for task-id.")
+@click.option("--allow-type", "allow_types", multiple=True, metavar="CLASS", help="Allow a class.")
+@click.option(
+    "--allow-file",
+    default=None,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Allowed classes, one per line.",
+)
+@click.option("--dry-run", is_flag=True, help="Report what the transforms would change.")
+@click.option("--no-swap", is_flag=True, help="Leave the restored tables in the shadow schema.")
+@click.option(
+    "--wait", default=60.0, show_default=True, help="Seconds to wait for another migrator."
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
+def restore(
+    dsn: str,
+    dump_path: Path,
+    to_spec: str,
+    transform: str | None,
+    graph: str | None,
+    allow_types: tuple[str, ...],
+    allow_file: Path | None,
+    dry_run: bool,
+    no_swap: bool,
+    wait: float,
+    quiet: bool,
+) -> None:
+    """Usage: langgraph-migrator restore --dsn DSN DUMP [--transform task-id] [--dry-run]
+
+    Verify the dump and its types against the allowlist before writing anything,
+    rebuild the tables with the new version's setup() in a shadow schema, write
+    every checkpoint through the new saver, verify, then swap atomically; the old
+    tables stay in langgraph_migrator_old_<ts> until `cleanup`.
+    Exit 0 done, 1 verification failed, 2 bad dump or type, 3 environment, 4 lock
+    busy, 5 restore failed (live tables untouched).
+    """
+    result = api.restore(
+        dsn,
+        dump_path,
+        to_spec=to_spec,
+        transform=transform,
+        graph=graph,
+        allow_types=allow_types,
+        allow_file=allow_file,
+        dry_run=dry_run,
+        swap=not no_swap,
+        lock_wait=wait,
+        progress=_progress(quiet),
+    )
+    for change in result.changes:
+        click.echo(f"{'would change' if dry_run else 'changed'}: {change}")
+    total = sum(t["checkpoints"] for t in result.threads.values())
+    verb = "would restore" if dry_run else "restored"
+    click.echo(f"{verb} {total} checkpoints of {len(result.threads)} thread(s)")
+    if result.old_schema:
+        click.echo(f"previous tables kept in schema {result.old_schema} (drop with `cleanup`)")
+    elif result.shadow_schema and not dry_run:
+        click.echo(f"restored tables left in schema {result.shadow_schema}")
+
+
+@cli.command("cleanup")
+@click.option("--dsn", required=True, metavar="DSN", help="The database.")
+@click.option(
+    "--wait", default=60.0, show_default=True, help="Seconds to wait for another migrator."
+)
+def cleanup(dsn: str, wait: float) -> None:
+    """Usage: langgraph-migrator cleanup --dsn DSN
+
+    Drop the old checkpoint tables a restore kept (langgraph_migrator_old_*) and
+    leftover shadow schemas. Exit 0 done, 3 database unreachable, 4 lock busy.
+    """
+    dropped = api.cleanup(dsn, lock_wait=wait)
+    click.echo(f"dropped {len(dropped)} schema(s){': ' + ', '.join(dropped) if dropped else ''}")
+
+
+def _emit_ledger_report(
+    result: Any, json_out: str | None, junit_out: Path | None, show_values: bool = False
+) -> None:
+    """Render a canary seed / verify report; ``--json -`` prints JSON only, on stdout."""
+    from migrator import report as reports
+
+    if json_out == "-":
+        click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True, default=str))
+    else:
+        reports.render_text(result, show_values=show_values)
+        if json_out:
+            reports.write_json(result, Path(json_out))
+    if junit_out:
+        reports.write_junit(result, junit_out)
+    reports.append_step_summary(result)
+    if result.verdict == "fail":
+        sys.exit(1)
+
+
+def _emit_plan(result: Any, as_json: bool) -> None:
+    from migrator.plan import render_plan
+
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True, default=str))
+    else:
+        for line in render_plan(result):
+            click.echo(line)
+    if result.unsafe:
+        sys.exit(1)
+
+
+@cli.command("plan")
+@click.option("--dsn", required=True, metavar="DSN", help="The app's database (only read).")
+@click.option("--to", "to_spec", default="current", show_default=True, metavar="SPEC|current")
+@click.option(
+    "--scratch-dsn",
+    default=None,
+    metavar="DSN",
+    help="Server for the reference and rehearsal (default: an ephemeral local cluster).",
+)
+@click.option("--schema", default=None, help="Schema of the checkpoint tables (default: current).")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
+def plan_cmd(
+    dsn: str, to_spec: str, scratch_dsn: str | None, schema: str | None, as_json: bool, quiet: bool
+) -> None:
+    """Usage: langgraph-migrator plan --dsn DSN [--to SPEC|current] [--json]
+
+    Read only: which MIGRATIONS setup() of the target will run, a rehearsal of them
+    on an empty clone of the schema, the diff against the reference schema, and
+    hazards with fixes. Exit 0 safe, 1 unsafe, 2 usage, 3 database or environment.
+    """
+    result = api.plan(
+        dsn, to_spec, scratch_dsn=scratch_dsn, schema=schema, progress=_progress(quiet or as_json)
+    )
+    _emit_plan(result, as_json)
+
+
+@cli.command("migrate")
+@click.option("--dsn", required=True, metavar="DSN", help="The app's database.")
+@click.option("--to", "to_spec", default="current", show_default=True, metavar="SPEC|current")
+@click.option("--scratch-dsn", default=None, metavar="DSN", help="Server for the rehearsal.")
+@click.option("--schema", default=None, help="Schema of the checkpoint tables (default: current).")
+@click.option("--wait", default=60.0, show_default=True, help="Seconds to wait for the lock.")
+@click.option("--no-wait", is_flag=True, help="Exit 4 at once if another migrator runs.")
+@click.option("--lock-timeout", default=5.0, show_default=True, help="Seconds per lock wait.")
+@click.option(
+    "--statement-timeout", default=900.0, show_default=True, help="Seconds per statement."
+)
+@click.option("--retries", default=5, show_default=True, help="Retries when a lock is in the way.")
+@click.option("--dry-run", is_flag=True, help="Only plan (same as `plan`).")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write the report.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
+def migrate_cmd(
+    dsn: str,
+    to_spec: str,
+    scratch_dsn: str | None,
+    schema: str | None,
+    wait: float,
+    no_wait: bool,
+    lock_timeout: float,
+    statement_timeout: float,
+    retries: int,
+    dry_run: bool,
+    json_out: Path | None,
+    quiet: bool,
+) -> None:
+    """Usage: langgraph-migrator migrate --dsn DSN [--to SPEC|current] [--wait S|--no-wait]
+
+    One migrator at a time (advisory lock) -> plan -> setup() of the target with
+    lock_timeout/statement_timeout and retries -> repair what differs from the
+    reference schema -> verify canaries -> record the run. Exit 0 done, 1 unsafe
+    plan (nothing changed), 3 database, 4 lock not acquired (safe to retry),
+    5 failed and undone (the message says what state the database is in).
+    """
+    from migrator import report as reports
+    from migrator.execute import MigrateSettings
+
+    if dry_run:
+        result = api.plan(
+            dsn, to_spec, scratch_dsn=scratch_dsn, schema=schema, progress=_progress(quiet)
+        )
+        _emit_plan(result, False)
+        return
+    settings = MigrateSettings(
+        dsn=dsn,
+        to_spec=to_spec,
+        scratch_dsn=scratch_dsn,
+        schema=schema,
+        wait=0.0 if no_wait else wait,
+        lock_timeout=lock_timeout,
+        statement_timeout=statement_timeout,
+        retries=retries,
+    )
+    outcome = api.migrate(settings, progress=_progress(quiet))
+    reports.render_text(outcome.report)
+    if json_out:
+        reports.write_json(outcome.report, json_out)
+    if outcome.error is not None:
+        raise outcome.error
+
+
+@cli.group("canary")
+def canary_group() -> None:
+    """Usage: langgraph-migrator canary seed|list
+
+    Canary threads in a real database: seed them under the version the app runs
+    today (goldens go into the tool's ledger), list what exists.
+    """
+
+
+@canary_group.command("seed")
+@click.option("--dsn", required=True, metavar="DSN", help="The app's database.")
+@click.option(
+    "--with",
+    "spec",
+    required=True,
+    metavar="SPEC",
+    help="The version the app runs today, e.g. 'langgraph-checkpoint-postgres==2.0.25'.",
+)
+@click.option("--canary", "canaries", multiple=True, metavar="NAME", help="Only these canaries.")
+@click.option("--canaries", "user_canaries", default=None, metavar="MODULE:ATTR", help="Your own.")
+@click.option(
+    "--reseed", is_flag=True, help="Delete the existing canary threads (only those) first."
+)
+@click.option("--wait", default=60.0, show_default=True, help="Seconds to wait for the lock.")
+@click.option("--timeout", default=600.0, show_default=True, help="Seconds one step may take.")
+@click.option("--json", "json_out", metavar="PATH|-", help="JSON report ('-': stdout).")
+@click.option("--junit", "junit_out", type=click.Path(path_type=Path), help="JUnit XML report.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
+def canary_seed(
+    dsn: str,
+    spec: str,
+    canaries: tuple[str, ...],
+    user_canaries: str | None,
+    reseed: bool,
+    wait: float,
+    timeout: float,
+    json_out: str | None,
+    junit_out: Path | None,
+    quiet: bool,
+) -> None:
+    """Usage: langgraph-migrator canary seed --dsn DSN --with SPEC [--reseed]
+
+    Seed canary threads into the app's database with the version it runs today
+    and store what that version reads (the goldens) in the ledger. Never runs
+    setup(): the checkpoint tables must exist. Exit 0 ok, 1 a canary failed,
+    2 usage (no tables, already seeded), 3 environment, 4 lock busy.
+    """
+    result = api.canary_seed(
+        dsn,
+        spec,
+        canaries=canaries,
+        user_canaries=user_canaries,
+        reseed=reseed,
+        timeout=timeout,
+        lock_wait=wait,
+        progress=_progress(quiet or json_out == "-"),
+    )
+    _emit_ledger_report(result, json_out, junit_out)
+
+
+@canary_group.command("list")
+@click.option("--dsn", default=None, metavar="DSN", help="Also list canaries seeded there.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def canary_list(dsn: str | None, as_json: bool) -> None:
+    """Usage: langgraph-migrator canary list [--dsn DSN] [--json]
+
+    The built-in canaries and what each covers; with --dsn, the canaries seeded
+    in that database and the versions that seeded them.
+    """
+    listing = api.canary_list(dsn)
+    if as_json:
+        click.echo(json.dumps(listing, indent=2, sort_keys=True))
+        return
+    click.echo("built-in canaries:")
+    for c in listing["builtin"]:
+        click.echo(f"  {c['name']:<17} {c['covers']}")
+    if listing["seeded"] is None:
+        return
+    click.echo("seeded in this database:" if listing["seeded"] else "none seeded in this database.")
+    for c in listing["seeded"]:
+        lg = c["versions"].get("langgraph-checkpoint-postgres") or "?"
+        click.echo(
+            f"  {c['thread_id']:<26} {c['status']:<8} checkpoint-postgres=={lg} {c['seeded_at']}"
+        )
+
+
+@cli.command("verify")
+@click.option("--dsn", required=True, metavar="DSN", help="The app's database.")
+@click.option(
+    "--with",
+    "spec",
+    default="current",
+    show_default=True,
+    metavar="SPEC|current",
+    help="The version to read with (the one just deployed).",
+)
+@click.option("--canaries", "user_canaries", default=None, metavar="MODULE:ATTR", help="Your own.")
+@click.option("--policy", "policy_file", type=click.Path(path_type=Path), help="Drift policy TOML.")
+@click.option("--timeout", default=600.0, show_default=True, help="Seconds the snapshot may take.")
+@click.option("--json", "json_out", metavar="PATH|-", help="JSON report ('-': stdout).")
+@click.option("--junit", "junit_out", type=click.Path(path_type=Path), help="JUnit XML report.")
+@click.option("--show-values", is_flag=True, help="Print differing values, not only hashes.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
+def verify(
+    dsn: str,
+    spec: str,
+    user_canaries: str | None,
+    policy_file: Path | None,
+    timeout: float,
+    json_out: str | None,
+    junit_out: Path | None,
+    show_values: bool,
+    quiet: bool,
+) -> None:
+    """Usage: langgraph-migrator verify --dsn DSN [--with SPEC|current] [--json PATH|-]
+
+    Read the canary threads with the deployed version and compare them with the
+    goldens `canary seed` stored; no old environment needed. Run it after
+    `migrate`. Exit 0 unchanged, 1 breaking drift, 2 no goldens, 3 environment.
+    """
+    pyproject = Path("pyproject.toml")
+    result = api.verify(
+        dsn,
+        spec,
+        policy_file=policy_file,
+        pyproject=pyproject if pyproject.is_file() else None,
+        user_canaries=user_canaries,
+        timeout=timeout,
+        progress=_progress(quiet or json_out == "-"),
+    )
+    _emit_ledger_report(result, json_out, junit_out, show_values)
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Usage: langgraph-migrator config show [COMMAND] [FLAGS...]
+
+    Where options come from: flag > LANGGRAPH_MIGRATOR_* env > pyproject.toml > default.
+    """
+
+
+@config_group.command(
+    "show",
+    # Everything after COMMAND belongs to COMMAND (its own --json too).
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def config_show(ctx: click.Context, command: tuple[str, ...], as_json: bool) -> None:
+    """Usage: langgraph-migrator config show [COMMAND [SUBCOMMAND]] [FLAGS...]
+
+    Print each option's effective value and where it came from (flag, env, file,
+    default), for one command or for all. Flags after COMMAND are resolved as that
+    command would; passwords in DSNs are masked.
+    """
+    from migrator.settings_file import render_effective, resolve_show
+
+    rows = resolve_show(ctx.find_root(), list(command))
+    click.echo(render_effective(rows, as_json=as_json))
 
 
 def main(argv: list[str] | None = None) -> None:
