@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from migrator import backup, envs, fixtures
+from migrator import backup, backup_manifest, envs, fixtures
 from migrator.compare import compare_snapshots
 from migrator.errors import ConfigError, LockTimeoutError
 from migrator.lock import advisory_lock
@@ -139,6 +139,25 @@ def test_round_trip_newest_saver_reads_every_thread_the_same(
     assert len(after["threads"]) == len(threads)
 
 
+def test_rows_larger_than_a_block_round_trip(loaded: str, tmp_path: Path) -> None:
+    # Rows of 3 MiB, bigger than the 1 MiB copy blocks, between ordinary rows.
+    _execute(
+        loaded,
+        "INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)"
+        " SELECT 'big:' || i, '', 'messages', '1', 'bytes',"
+        " decode(repeat(md5(i::text), 196608), 'hex') FROM generate_series(1, 3) i",
+    )
+    before = _checksums(loaded)
+    manifest = backup.create_backup(loaded, tmp_path / "b")
+    blobs = next(t for t in manifest.tables if t.name == "checkpoint_blobs")
+    assert blobs.rows == before["checkpoint_blobs"][0]
+    assert blobs.files[0].bytes > 9 * 2**20
+    _damage_rows(loaded)
+    _execute(loaded, "DELETE FROM checkpoint_blobs WHERE thread_id LIKE 'big:%'")
+    backup.restore_backup(loaded, tmp_path / "b")
+    assert _checksums(loaded) == before
+
+
 def test_jobs_2_holds_the_same_rows_as_jobs_1(loaded: str, tmp_path: Path) -> None:
     before = _checksums(loaded)
     one = backup.create_backup(loaded, tmp_path / "j1", jobs=1)
@@ -220,7 +239,7 @@ def _edit_count(path: Path, *, reseal: bool) -> None:
             table["files"][0]["rows"] += 1
     if reseal:  # a consistent-looking manifest: only the database count can catch it
         body.pop("manifest_sha256")
-        body["manifest_sha256"] = backup._digest(body)
+        body["manifest_sha256"] = backup_manifest.manifest_digest(body)
     manifest.write_text(json.dumps(body))
 
 
