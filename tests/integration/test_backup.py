@@ -23,7 +23,7 @@ from migrator.compare import compare_snapshots
 from migrator.errors import ConfigError, LockTimeoutError
 from migrator.lock import advisory_lock
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.pg_core, pytest.mark.timeout(600)]
 
 FIXTURE = Path(__file__).resolve().parents[2] / "canary_fixtures" / "3.0.1"
 TABLES = ("checkpoint_migrations", "checkpoints", "checkpoint_blobs", "checkpoint_writes")
