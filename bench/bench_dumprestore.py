@@ -6,15 +6,20 @@ the newest saver, cloned). Three databases on one ephemeral server:
 - naive: for every thread, ``src.list()`` and ``dst.put()`` + ``dst.put_writes()``
   on an autocommit connection (what a hand-written migration script does);
 - ``dump_threads`` (worker, current env) + ``restore_dump`` (worker, current env:
-  setup in a shadow schema, batched writes through the saver, read-back
-  verification, swap).
+  setup in a shadow schema, the saver's rows loaded in bulk — or, with
+  ``--write-mode put``, every ``put()`` sent — read-back verification, swap).
 
-Run: ``.venv/bin/python bench/bench_dumprestore.py [--checkpoints 5000] [--kb 4]``
+Peak RSS: the bench process itself, and the largest of its finished child
+processes (the dump and restore workers; the naive loop runs in-process).
+
+Run: ``.venv/bin/python bench/bench_dumprestore.py [--checkpoints 5000] [--kb 4]
+[--write-mode bulk|put]``
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
 import tempfile
 import time
@@ -60,10 +65,15 @@ def naive_copy(src_dsn: str, dst_dsn: str) -> int:
     return count
 
 
+def _peak_mib(who: int) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024  # KiB on Linux
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoints", type=int, default=5000)
     parser.add_argument("--kb", type=float, default=4.0)
+    parser.add_argument("--write-mode", choices=dumprestore.WRITE_MODES, default="bulk")
     args = parser.parse_args()
     env = envs.ensure_env(envs.parse_version_set("current"))
     server = provision("auto")
@@ -83,15 +93,28 @@ def main() -> None:
             dump = Path(tmp) / "bench.lgdump"
             manifest = dumprestore.dump_threads(src, env, dump)
             dumped = time.perf_counter() - started
-            dumprestore.restore_dump(restore_dst, env, dump, allow_types=manifest.types)
+            restored = dumprestore.restore_dump(
+                restore_dst, env, dump, allow_types=manifest.types, write_mode=args.write_mode
+            )
             total = time.perf_counter() - started
+            assert (
+                restored.swapped
+                and sum(t["checkpoints"] for t in restored.threads.values()) == copied
+            )
             print(f"naive list()+put():  {copied / naive:8.0f} checkpoints/s ({naive:.1f}s)")
             print(
                 f"dump+restore:        {manifest.records / total:8.0f} checkpoints/s "
                 f"({total:.1f}s: dump {dumped:.1f}s, restore {total - dumped:.1f}s, "
                 f"{manifest.size / 2**20:.1f} MiB dump)"
             )
-            print(f"speed-up: {naive / total:.2f}x")
+            print(f"speed-up: {naive / total:.2f}x (write mode {restored.write_mode})")
+            print(
+                "restore phases (s): " + ", ".join(f"{k} {v}" for k, v in restored.timings.items())
+            )
+            print(
+                f"peak RSS: bench process {_peak_mib(resource.RUSAGE_SELF):.0f} MiB, "
+                f"largest worker {_peak_mib(resource.RUSAGE_CHILDREN):.0f} MiB"
+            )
     finally:
         server.stop()
 

@@ -33,6 +33,7 @@ from migrator.errors import (
     ConfigError,
     ConnectError,
     MigrationError,
+    MigratorError,
     VerificationError,
     WorkerError,
 )
@@ -51,6 +52,9 @@ SWAP_TABLES = ("checkpoint_migrations", "checkpoints", "checkpoint_blobs", "chec
 BUILTIN_ALLOWED = ("langgraph.types.Send", "langgraph.types.Interrupt")
 BUILTIN_ALLOWED_PREFIXES = ("langchain_core.messages.",)
 BUILTIN_TRANSFORMS = ("task-id",)
+WRITE_MODES = ("bulk", "put")
+#: The ledger's ``backups.kind`` for a kept old-tables or shadow schema.
+LEDGER_KIND = "shadow-tables"
 
 CREATE_SCHEMA_SQL = "CREATE SCHEMA {}"
 DROP_SCHEMA_SQL = "DROP SCHEMA IF EXISTS {} CASCADE"
@@ -89,6 +93,7 @@ class DumpManifest:
         errors: Values the old version could not read or encode (path: error).
         versions: The versions that wrote the dump.
         shard: ``(i, n)`` when the dump holds one shard.
+        blobs: Blob records (distinct channel values, each stored once).
     """
 
     path: Path
@@ -100,6 +105,7 @@ class DumpManifest:
     errors: tuple[str, ...]
     versions: dict[str, Any]
     shard: tuple[int, int] | None = None
+    blobs: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest as written next to the dump."""
@@ -109,6 +115,7 @@ class DumpManifest:
             "sha256": self.sha256,
             "bytes": self.size,
             "records": self.records,
+            "blobs": self.blobs,
             "threads": self.threads,
             "types": list(self.types),
             "errors": list(self.errors),
@@ -130,6 +137,9 @@ class RestoreResult:
         old_schema: Where the previous live tables went (until :func:`cleanup`).
         versions: The versions that restored.
         seconds: Wall time.
+        write_mode: ``bulk`` or ``put`` (how the rows were written).
+        timings: Seconds per phase (``worker`` and its ``worker_*`` parts,
+            ``counts_and_swap``, ``ledger``).
     """
 
     threads: dict[str, dict[str, int]]
@@ -140,10 +150,14 @@ class RestoreResult:
     old_schema: str | None = None
     versions: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    write_mode: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {
+            "write_mode": self.write_mode,
+            "timings": self.timings,
             "threads": self.threads,
             "changes": list(self.changes),
             "dry_run": self.dry_run,
@@ -254,6 +268,7 @@ def _manifest_from(path: Path, data: dict[str, Any]) -> DumpManifest:
         errors=tuple(str(e) for e in data.get("errors", [])),
         versions=dict(data.get("versions") or {}),
         shard=(int(shard[0]), int(shard[1])) if shard else None,
+        blobs=int(data.get("blobs", 0)),
     )
 
 
@@ -349,6 +364,7 @@ def restore_dump(
     timeout: float = 3600.0,
     lock_wait: float = 60.0,
     extra_env: dict[str, str] | None = None,
+    write_mode: str = "bulk",
 ) -> RestoreResult:
     """Restore a dump through ``env``'s saver into a shadow schema, verify, swap.
 
@@ -370,6 +386,10 @@ def restore_dump(
         lock_wait: Seconds to wait for another migrator.
         extra_env: Extra environment for the worker (e.g. ``PYTHONPATH`` for the
             transform's module).
+        write_mode: ``"bulk"``: the new saver's ``put``/``put_writes`` produce the
+            rows, which are loaded with COPY (falls back to ``"put"`` where the
+            saver has no ``_cursor``); ``"put"``: every call goes to the database.
+            Both write the same rows.
 
     Returns:
         What was restored, changed, and where the old tables went.
@@ -384,6 +404,11 @@ def restore_dump(
         LockTimeoutError: another migrator holds the lock (exit 4).
     """
     started = time.perf_counter()
+    if write_mode not in WRITE_MODES:
+        raise ConfigError(
+            f"write mode {write_mode!r} is not one of {', '.join(WRITE_MODES)}.",
+            hint="use bulk (default) or put",
+        )
     manifest = load_manifest(Path(dump_path))
     task_id, user = _split_transform(transform)
     if manifest.errors:
@@ -407,6 +432,7 @@ def restore_dump(
         "task_id": task_id,
         "graph": graph,
         "dry_run": dry_run,
+        "write_mode": write_mode,
     }
     if dry_run:
         progress(f"dry run: decoding and transforming with {env.label}")
@@ -424,18 +450,42 @@ def restore_dump(
         _execute(dsn, sql.SQL(CREATE_SCHEMA_SQL).format(sql.Identifier(shadow)))
         try:
             progress(f"restoring into shadow schema {shadow} with {env.label}")
+            phase = time.perf_counter()
             result = _run_restore(
                 env, {**request, "schema": shadow}, timeout, extra_env, shadow=shadow, dsn=dsn
             )
+            timings = {f"worker_{k}": float(v) for k, v in (result.get("timings") or {}).items()}
+            timings["worker"] = time.perf_counter() - phase
+            phase = time.perf_counter()
             _check_counts(dsn, shadow, manifest, result)
             old_schema = None
             if swap:
                 progress(f"swapping {shadow} in; live tables move to {OLD_PREFIX}{stamp}")
                 old_schema = _swap(dsn, shadow, schema, f"{OLD_PREFIX}{stamp}")
+            timings["counts_and_swap"] = time.perf_counter() - phase
         except BaseException:
             _execute(dsn, sql.SQL(DROP_SCHEMA_SQL).format(sql.Identifier(shadow)))
             raise
-    _record_backup(dsn, old_schema, manifest)
+        phase = time.perf_counter()
+        _record_backup(
+            dsn,
+            old_schema or shadow,
+            manifest,
+            status="kept" if old_schema else "unswapped",
+            details={
+                "role": "old-tables" if old_schema else "shadow",
+                "shadow_schema": shadow,
+                "old_schema": old_schema,
+                "live_schema": schema,
+                "dump": manifest.path.name,
+                "threads": len(manifest.threads),
+                "checkpoints": manifest.records,
+                "write_mode": result.get("write_mode"),
+                "versions": result.get("versions", {}),
+            },
+            progress=progress,
+        )
+        timings["ledger"] = time.perf_counter() - phase
     return RestoreResult(
         threads=result["threads"],
         changes=tuple(result["changes"]),
@@ -444,6 +494,8 @@ def restore_dump(
         old_schema=old_schema,
         versions=result.get("versions", {}),
         seconds=time.perf_counter() - started,
+        write_mode=str(result.get("write_mode") or write_mode),
+        timings={k: round(v, 3) for k, v in timings.items()},
     )
 
 
@@ -561,38 +613,64 @@ def _swap(dsn: str, shadow: str, live: str, old: str) -> str:
     return old
 
 
-def _record_backup(dsn: str, old_schema: str | None, manifest: DumpManifest) -> None:
-    """Record the kept old tables in the tool's ledger when that module is available."""
-    if old_schema is None:
-        return
-    try:
-        from migrator import ledger
+def _record_backup(
+    dsn: str,
+    location: str,
+    manifest: DumpManifest,
+    *,
+    status: str,
+    details: dict[str, Any],
+    progress: Progress,
+) -> None:
+    """Record the kept schema in the tool's ledger (caller holds the migrator lock).
 
-        record = getattr(ledger, "record_backup", None)
-        if record is None:
-            return
-        record(
+    The swap is done and verified by now: a ledger failure is reported, not raised.
+    """
+    from migrator import ledger
+
+    try:
+        ledger.upgrade_ledger(dsn)
+        ledger.record_backup(
             dsn,
-            kind="dump-restore",
-            location=old_schema,
-            sha256=manifest.sha256,
-            details={"dump": manifest.path.name, "threads": len(manifest.threads)},
+            LEDGER_KIND,
+            location,
+            manifest.to_dict(),
+            status=status,
+            details=details,
         )
-    except Exception:  # noqa: BLE001 - the ledger is optional here; the swap is done
-        return
+    except (MigratorError, psycopg.Error, ValueError) as exc:
+        progress(f"schema {location} not recorded in the ledger: {_first_line(exc)}")
 
 
 def cleanup(dsn: str, *, lock_wait: float = 60.0) -> list[str]:
     """Drop the old tables a restore kept (and leftover shadow schemas).
 
+    The schemas are those the ledger records (kind ``shadow-tables``) and any
+    other ``langgraph_migrator_old_*``/``langgraph_migrator_shadow_*`` schema;
+    recorded ones are marked ``deleted``.
+
     Returns:
         The schemas dropped.
     """
+    from migrator import ledger
+
+    recorded = [
+        b
+        for b in ledger.list_backups(dsn)
+        if b.kind == LEDGER_KIND and b.status != "deleted" and _is_tool_schema(b.location)
+    ]
     with advisory_lock(dsn, wait=lock_wait), _connect(dsn) as conn:
-        names = [r[0] for r in conn.execute(LIST_TOOL_SCHEMAS_SQL).fetchall()]
+        present = {r[0] for r in conn.execute(LIST_TOOL_SCHEMAS_SQL).fetchall()}
+        names = sorted(present | {b.location for b in recorded})
         for name in names:
             conn.execute(sql.SQL(DROP_SCHEMA_SQL).format(sql.Identifier(name)))
-    return names
+        for b in recorded:
+            ledger.set_backup_status(dsn, b.id, "deleted")
+    return [n for n in names if n in present]
+
+
+def _is_tool_schema(name: str) -> bool:
+    return name.startswith((OLD_PREFIX, SHADOW_PREFIX))
 
 
 # --------------------------------------------------------------------------- fallback

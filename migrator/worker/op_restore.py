@@ -6,19 +6,27 @@ and swaps it in afterwards. This op:
 
 1. connects with ``search_path=<shadow>`` so ``setup()``'s unqualified names
    land there, and runs the version's own ``setup()``;
-2. decodes each record (:func:`decode`), importing only allow-listed classes;
+2. decodes each thread's blob records once and its checkpoint records
+   (:func:`decode_record`), importing only allow-listed classes; a value many
+   checkpoints reference is one object;
 3. per thread: applies the built-in ``task-id`` transform (H-TASK-ID, needs
    the thread's graph) and the user transform, per checkpoint;
-4. writes through the saver's ``put`` (``new_versions`` = the checkpoint's
-   ``channel_versions``, so every blob is written) and ``put_writes`` (one call
-   per task, stored task path kept), committing in batches;
-5. reads every thread back through the saver and compares it with the records
-   it wrote (counts and encoded values).
+4. writes through the saver's own ``put`` and ``put_writes`` (one call per
+   task, stored task path kept). ``write_mode`` ``"bulk"`` (default) runs them
+   on a recording cursor and loads the captured rows with COPY
+   (:class:`BulkWriter`: the same rows, no round trip per checkpoint);
+   ``"put"`` sends every call to the database (``new_versions`` = the
+   checkpoint's ``channel_versions``, so every blob is written). Committed in
+   batches;
+5. reads every thread back through the saver (``list`` per namespace, once,
+   deserializer memoized) and compares parents, value digests and pending
+   writes with the records it wrote.
 
 Request::
 
     {"dsn", "schema", "path", "allow_types": [...], "transform": "m:f" | null,
-     "task_id": bool, "graph": "m:attr" | null, "dry_run": bool, "batch": int}
+     "task_id": bool, "graph": "m:attr" | null, "dry_run": bool, "batch": int,
+     "write_mode": "bulk" | "put"}
 
 With ``dry_run`` nothing is written: the result lists what the transforms
 would change.
@@ -30,15 +38,28 @@ import base64
 import datetime as _dt
 import decimal
 import gzip
+import hashlib
 import importlib
 import json
+import re
+import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 from migrator.worker import compat
 from migrator.worker.encode import TYPE_KEY, encode
-from migrator.worker.op_dump import BUILTIN_CLASSES, DUMP_FORMAT, MESSAGE_MODULE
+from migrator.worker.op_dump import (
+    BUILTIN_CLASSES,
+    DUMP_FORMAT,
+    MESSAGE_MODULE,
+    READABLE_FORMATS,
+    caching_saver,
+    is_inline,
+    version_key,
+)
 from migrator.worker.transforms import (
     TransformError,
     apply_user,
@@ -50,6 +71,19 @@ from migrator.worker.transforms import (
 SEARCH_PATH_OPTION = "-c search_path={schema}"
 COUNT_WRITES_SQL = "SELECT count(*) AS n FROM checkpoint_writes WHERE thread_id = %s"
 TASKS = "__pregel_tasks"
+WRITE_MODES = ("bulk", "put")
+BLOBS_TABLE = "checkpoint_blobs"
+COPY_SQL = "COPY {} ({}) FROM STDIN{}"
+COLUMN_TYPES_SQL = (
+    "SELECT a.attname, t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
+    " WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped"
+)
+#: The savers' upserts: ``INSERT INTO t (cols) VALUES (...) ON CONFLICT (keys) ...``.
+INSERT_RE = re.compile(
+    r"\s*INSERT\s+INTO\s+(\w+)\s*\(([^)]*)\)\s*VALUES\s*\([^)]*\)\s*"
+    r"ON\s+CONFLICT\s*\(([^)]*)\)",
+    re.IGNORECASE,
+)
 LIST_NAMESPACES_SQL = (
     "SELECT DISTINCT checkpoint_ns FROM checkpoints WHERE thread_id = %s ORDER BY checkpoint_ns"
 )
@@ -209,10 +243,35 @@ def _construct(cls: Any, fields: dict[str, Any]) -> Any:
         return construct(**fields)
 
 
-def decode_record(decoder: Decoder, raw: dict[str, Any]) -> dict[str, Any]:
-    """The Python form of one dump record (see :mod:`migrator.worker.transforms`)."""
+def decode_record(
+    decoder: Decoder,
+    raw: dict[str, Any],
+    blobs: dict[tuple[str, str, str], Any] | None = None,
+) -> dict[str, Any]:
+    """The Python form of one dump record (see :mod:`migrator.worker.transforms`).
+
+    Args:
+        decoder: Decodes tagged values (allowlist enforced).
+        raw: The checkpoint record as read from the dump.
+        blobs: The thread's decoded blob records by ``(ns, channel, version key)``;
+            a value referenced from several checkpoints is one shared object.
+
+    Raises:
+        DumpFormatError: a referenced blob record is missing.
+    """
     checkpoint = decoder.decode(raw["checkpoint"])
-    checkpoint["channel_values"] = {k: decoder.decode(v) for k, v in raw["channel_values"].items()}
+    values = {k: decoder.decode(v) for k, v in raw["channel_values"].items()}
+    for channel, version in (raw.get("channel_blobs") or {}).items():
+        key = (raw["checkpoint_ns"], channel, version_key(version))
+        if blobs is None or key not in blobs:
+            raise DumpFormatError(
+                f"{raw['thread_id']}/{raw['checkpoint_ns'] or '(root)'}/{raw['checkpoint_id']}: "
+                f"no blob record for channel {channel} version {version}"
+            )
+        if channel in values:
+            raise DumpFormatError(f"channel {channel} is both inline and a blob reference")
+        values[channel] = blobs[key]
+    checkpoint["channel_values"] = values
     return {
         "thread_id": raw["thread_id"],
         "checkpoint_ns": raw["checkpoint_ns"],
@@ -236,30 +295,40 @@ def decode_record(decoder: Decoder, raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_dump(path: str) -> Iterator[dict[str, Any]]:
-    """Raw records of a dump, header and trailer checked.
+    """Raw records of a dump (``blob`` and ``checkpoint``), header and trailer checked.
 
     Raises:
-        DumpFormatError: not gzip/JSON lines, wrong format, no trailer, wrong count.
+        DumpFormatError: not gzip/JSON lines, unknown format or record kind, blob
+            records in a ``@1`` dump, no trailer, wrong counts.
     """
     count = 0
+    blobs = 0
     ended = False
     try:
         with gzip.open(path, "rt", encoding="utf-8") as fh:
             first = json.loads(fh.readline() or "null")
-            if not isinstance(first, dict) or first.get("format") != DUMP_FORMAT:
+            if not isinstance(first, dict) or first.get("format") not in READABLE_FORMATS:
                 raise DumpFormatError(f"not a {DUMP_FORMAT} file")
+            kinds = ("checkpoint", "blob") if first["format"] == DUMP_FORMAT else ("checkpoint",)
             for line in fh:
                 if ended:
                     raise DumpFormatError("data after the end record")
                 record = json.loads(line)
-                if record.get("kind") == "end":
-                    if record.get("records") != count:
+                kind = record.get("kind") if isinstance(record, dict) else None
+                if kind == "end":
+                    if record.get("records") != count or record.get("blobs", 0) != blobs:
                         raise DumpFormatError(
-                            f"end record says {record.get('records')} records, read {count}"
+                            f"end record says {record.get('records')} records and "
+                            f"{record.get('blobs', 0)} blobs, read {count} and {blobs}"
                         )
                     ended = True
                     continue
-                count += 1
+                if kind not in kinds:
+                    raise DumpFormatError(f"unexpected record kind {kind!r}")
+                if kind == "blob":
+                    blobs += 1
+                else:
+                    count += 1
                 yield record
     except (OSError, EOFError, ValueError, UnicodeDecodeError) as exc:
         raise DumpFormatError(f"unreadable dump: {type(exc).__name__}: {exc}") from exc
@@ -268,15 +337,64 @@ def read_dump(path: str) -> Iterator[dict[str, Any]]:
 
 
 def by_thread(records: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    """Group consecutive records of one thread (the dump writes threads contiguously)."""
+    """Group the records of one thread (the dump writes each thread contiguously).
+
+    Raises:
+        DumpFormatError: a thread's records are not contiguous.
+    """
     batch: list[dict[str, Any]] = []
+    done: set[str] = set()
     for record in records:
         if batch and record["thread_id"] != batch[0]["thread_id"]:
+            done.add(batch[0]["thread_id"])
             yield batch
             batch = []
+        if not batch and record["thread_id"] in done:
+            raise DumpFormatError(f"thread {record['thread_id']} is not contiguous in the dump")
         batch.append(record)
     if batch:
         yield batch
+
+
+def split_blobs(
+    decoder: Decoder, raw_thread: list[dict[str, Any]]
+) -> tuple[dict[tuple[str, str, str], Any], list[dict[str, Any]]]:
+    """A thread's decoded blob records (each decoded once) and its checkpoint records.
+
+    Raises:
+        DumpFormatError: a blob record appears twice.
+        DisallowedTypeError: a blob names a class outside the allowlist.
+    """
+    blobs: dict[tuple[str, str, str], Any] = {}
+    checkpoints: list[dict[str, Any]] = []
+    for raw in raw_thread:
+        if raw["kind"] != "blob":
+            checkpoints.append(raw)
+            continue
+        key = (raw["checkpoint_ns"], raw["channel"], version_key(raw["version"]))
+        if key in blobs:
+            raise DumpFormatError(f"{raw['thread_id']}: blob {key} appears twice")
+        try:
+            if "base" in raw:  # a list: the first ``keep`` elements of the base blob + these
+                base_key = (raw["checkpoint_ns"], raw["channel"], version_key(raw["base"]))
+                base = blobs.get(base_key)
+                keep = raw["keep"]
+                if (
+                    type(base) is not list
+                    or type(keep) is not int
+                    or not 0 < keep <= len(base)
+                    or type(raw["value"]) is not list
+                ):
+                    raise DumpFormatError(f"{raw['thread_id']}: blob {key} has a bad base")
+                blobs[key] = base[:keep] + [decoder.decode(v) for v in raw["value"]]
+            else:
+                blobs[key] = decoder.decode(raw["value"])
+        except DisallowedTypeError as exc:
+            raise DisallowedTypeError(
+                f"{raw['thread_id']}/{raw['checkpoint_ns'] or '(root)'}/"
+                f"channel {raw['channel']}: {exc}"
+            ) from exc
+    return blobs, checkpoints
 
 
 # --------------------------------------------------------------------------- writing
@@ -295,14 +413,24 @@ def _connect(dsn: str, schema: str, *, autocommit: bool) -> Any:
     )
 
 
-def write_record(saver: Any, record: dict[str, Any]) -> None:
-    """Write one checkpoint and its pending writes through the saver's public API."""
+def write_record(
+    saver: Any, record: dict[str, Any], new_versions: dict[str, Any] | None = None
+) -> None:
+    """Write one checkpoint and its pending writes through the saver's public API.
+
+    Args:
+        saver: The new version's saver.
+        record: A decoded (and transformed) record.
+        new_versions: The ``new_versions`` passed to ``put`` (default: every
+            channel version of the checkpoint, so every blob is written).
+    """
     parent = {"thread_id": record["thread_id"], "checkpoint_ns": record["checkpoint_ns"]}
     if record["parent_checkpoint_id"] is not None:
         parent["checkpoint_id"] = record["parent_checkpoint_id"]
     checkpoint = record["checkpoint"]
-    versions = dict(checkpoint.get("channel_versions") or {})
-    config = saver.put({"configurable": parent}, checkpoint, record["metadata"], versions)
+    if new_versions is None:
+        new_versions = dict(checkpoint.get("channel_versions") or {})
+    config = saver.put({"configurable": parent}, checkpoint, record["metadata"], new_versions)
     tasks: dict[str, tuple[str, list[tuple[str, Any]]]] = {}
     for w in record["pending_writes"]:
         tasks.setdefault(w["task_id"], (w.get("task_path") or "", []))[1].append(
@@ -315,36 +443,239 @@ def write_record(saver: Any, record: dict[str, Any]) -> None:
             saver.put_writes(config, writes, task_id)
 
 
-def _expected(record: dict[str, Any]) -> dict[str, Any]:
+class _Statement:
+    """An ``INSERT INTO t (cols) VALUES ... ON CONFLICT (keys) ...`` the saver issued."""
+
+    def __init__(self, query: str) -> None:
+        self.query = query
+        match = INSERT_RE.match(query)
+        self.table = match.group(1) if match else None
+        self.columns = [c.strip() for c in match.group(2).split(",")] if match else []
+        keys = [c.strip() for c in match.group(3).split(",")] if match else []
+        self.key_index = [self.columns.index(k) for k in keys if k in self.columns]
+        if len(self.key_index) != len(keys):
+            self.table = None
+
+    def key(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(row[i] for i in self.key_index)
+
+
+class _RecordingCursor:
+    """Stands in for the saver's cursor: keeps each statement's rows instead of sending them."""
+
+    def __init__(self, sink: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+        self._sink = sink
+
+    def execute(self, query: Any, params: Any = None, **_: Any) -> None:
+        self._sink.append((str(query), [tuple(params or ())]))
+
+    def executemany(self, query: Any, params_seq: Any, **_: Any) -> None:
+        self._sink.append((str(query), [tuple(p) for p in params_seq]))
+
+
+class BulkWriter:
+    """Writes exactly the rows the saver's ``put``/``put_writes`` write, in bulk.
+
+    The saver's own ``put``/``put_writes`` run unchanged (its serializer and
+    row helpers, whatever this version has), but on a cursor that records
+    their statements and parameters; :meth:`flush` loads the rows with COPY.
+    Two things make that equal to the ``put()`` path's tables:
+
+    * a blob row is captured once per (thread, ns, channel, version): later
+      checkpoints pass ``new_versions`` without the keys already written, where
+      the ``put()`` path's repeated insert is ``ON CONFLICT DO NOTHING``
+      (the first row stays either way) — and this skips re-serializing values;
+    * a statement whose rows repeat a conflict key within a flush is run with
+      ``executemany`` instead of COPY, so its own ``ON CONFLICT`` decides.
+
+    Args:
+        saver: The new version's saver (its ``_cursor`` is replaced on this instance).
+        conn: The connection the rows are loaded on (in a transaction).
+    """
+
+    def __init__(self, saver: Any, conn: Any) -> None:
+        self.saver = saver
+        self.conn = conn
+        self.captured: list[tuple[str, list[tuple[Any, ...]]]] = []
+        self.blob_keys: set[tuple[Any, ...]] = set()
+        self._statements: dict[str, _Statement] = {}
+        self._types: dict[str, list[str]] = {}
+        saver._cursor = self._cursor
+
+    @staticmethod
+    def available(saver: Any) -> bool:
+        """The saver writes through ``_cursor`` (every checkpoint-postgres 1.0 … 3.x)."""
+        return callable(getattr(saver, "_cursor", None))
+
+    @contextmanager
+    def _cursor(self, *, pipeline: bool = False) -> Iterator[_RecordingCursor]:
+        yield _RecordingCursor(self.captured)
+
+    def _statement(self, query: str) -> _Statement:
+        if query not in self._statements:
+            self._statements[query] = _Statement(query)
+        return self._statements[query]
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Capture one record's rows (blobs not written yet for this thread only)."""
+        thread_id, ns = record["thread_id"], record["checkpoint_ns"]
+        versions = {
+            channel: version
+            for channel, version in (record["checkpoint"].get("channel_versions") or {}).items()
+            if (thread_id, ns, channel, version) not in self.blob_keys
+        }
+        start = len(self.captured)
+        write_record(self.saver, record, versions)
+        for query, rows in self.captured[start:]:
+            statement = self._statement(query)
+            if statement.table == BLOBS_TABLE:
+                self.blob_keys.update(statement.key(row) for row in rows)
+
+    def take(self) -> list[tuple[str, list[tuple[Any, ...]]]]:
+        """The statements captured since the last call (for :meth:`load`)."""
+        captured, self.captured = self.captured, []
+        return captured
+
+    def load(self, captured: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+        """Load captured rows (COPY per statement) on the connection and commit.
+
+        Only this touches the connection, so it may run in another thread
+        while the next batch is decoded and captured.
+        """
+        from psycopg import sql as psycopg_sql
+
+        grouped: dict[str, list[tuple[Any, ...]]] = {}
+        for query, rows in captured:
+            grouped.setdefault(query, []).extend(rows)
+        for query, rows in grouped.items():
+            statement = self._statement(query)
+            if statement.table is None or len({statement.key(r) for r in rows}) != len(rows):
+                with self.conn.pipeline(), self.conn.cursor() as cur:
+                    cur.executemany(query, rows)
+                continue
+            types = self._binary_types(statement, rows)
+            copy_sql = psycopg_sql.SQL(COPY_SQL).format(
+                psycopg_sql.Identifier(statement.table),
+                psycopg_sql.SQL(", ").join(map(psycopg_sql.Identifier, statement.columns)),
+                psycopg_sql.SQL(" (FORMAT binary)" if types else ""),
+            )
+            with self.conn.cursor() as cur, cur.copy(copy_sql) as copy:
+                if types:
+                    copy.set_types(types)
+                for row in rows:
+                    copy.write_row(row)
+        self.conn.commit()
+
+    def _binary_types(self, statement: _Statement, rows: list[tuple[Any, ...]]) -> list[str]:
+        """The columns' type names when every value has the Python type binary COPY
+        dumps as that column's type (else ``[]``: text COPY, where Postgres parses
+        each value as ``INSERT`` does)."""
+        from psycopg.types.json import Jsonb
+
+        assert statement.table is not None
+        if statement.table not in self._types:
+            found = dict(self.conn.execute(COLUMN_TYPES_SQL, (statement.table,)).fetchall())
+            self._types[statement.table] = [str(found.get(c, "")) for c in statement.columns]
+        types = self._types[statement.table]
+        expected = {"text": str, "bytea": bytes, "int4": int, "jsonb": Jsonb}
+        wanted = [expected.get(t) for t in types]
+        if None in wanted:
+            return []
+        for row in rows:
+            for value, cls in zip(row, wanted, strict=True):
+                if value is not None and type(value) is not cls:
+                    return []
+        return types
+
+    def forget_thread(self, thread_id: str) -> None:
+        """Drop a finished thread's blob keys (threads never come back: by_thread)."""
+        self.blob_keys = {k for k in self.blob_keys if k[0] != thread_id}
+
+
+class Digests:
+    """SHA-256 of a value's canonical encoding, memoized per object.
+
+    Values a thread shares between checkpoints (one decoded blob record; one
+    memoized load when reading back) are encoded once. A list's digest is the
+    tuple of its elements' digests, built with C-level ``map``: a message shared
+    by every later version of a message list is encoded once, not once per list.
+    """
+
+    def __init__(self) -> None:
+        self._memo: dict[int, tuple[Any, Any]] = {}
+        self._items: dict[int, str] = {}
+        self._alive: list[Any] = []  # keeps every memoized element's id valid
+        self._prims: dict[tuple[type, Any], str] = {}
+
+    def __call__(self, value: Any) -> Any:
+        hit = self._memo.get(id(value))
+        if hit is not None and hit[0] is value:
+            return hit[1]
+        if type(value) is list:
+            ids = list(map(id, value))
+            if not self._items.keys() >= set(ids):
+                for item in value:
+                    if id(item) not in self._items:
+                        self._items[id(item)] = self._digest(item)
+                        self._alive.append(item)
+            digest: Any = ("list", *map(self._items.__getitem__, ids))
+        else:
+            digest = self._digest(value)
+        if not is_inline(value):
+            self._memo[id(value)] = (value, digest)
+        return digest
+
+    def _digest(self, value: Any) -> str:
+        if not is_inline(value) or type(value) is float:  # 0.0 == -0.0: no memo
+            return self._encoded_digest(value)
+        key = (type(value), value)
+        found = self._prims.get(key)
+        if found is None:
+            found = self._prims[key] = self._encoded_digest(value)
+        return found
+
+    @staticmethod
+    def _encoded_digest(value: Any) -> str:
+        text = json.dumps(encode(value), sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _summary(digest: Digests, parent: Any, values: dict[str, Any], writes: Any) -> dict[str, Any]:
     return {
-        "parent": record["parent_checkpoint_id"],
-        "values": {k: encode(v) for k, v in record["checkpoint"]["channel_values"].items()},
-        "writes": sorted(
-            (w["task_id"], w["channel"], json.dumps(encode(w["value"]), sort_keys=True))
-            for w in record["pending_writes"]
-        ),
+        "parent": parent,
+        "values": {str(k): digest(v) for k, v in values.items()},
+        "writes": sorted((str(w[0]), str(w[1]), digest(w[2])) for w in writes),
     }
 
 
 def verify_thread(saver: Any, conn: Any, records: list[dict[str, Any]]) -> list[str]:
-    """Read a restored thread back through the saver; describe every mismatch."""
+    """Read a restored thread back through the saver (``list`` per namespace, once).
+
+    Compares each checkpoint's parent, a digest of every channel value the dump
+    holds and the pending writes (task, channel, value digest) with the records
+    written; describes every mismatch, a missing and an extra checkpoint.
+    """
     thread_id = records[0]["thread_id"]
-    want = {(r["checkpoint_ns"], r["checkpoint_id"]): _expected(r) for r in records}
+    digest = Digests()
+    want = {
+        (r["checkpoint_ns"], r["checkpoint_id"]): _summary(
+            digest,
+            r["parent_checkpoint_id"],
+            r["checkpoint"]["channel_values"],
+            [(w["task_id"], w["channel"], w["value"]) for w in r["pending_writes"]],
+        )
+        for r in records
+    }
     got: dict[tuple[str, str], dict[str, Any]] = {}
     for row in conn.execute(LIST_NAMESPACES_SQL, (thread_id,)).fetchall():
         ns = row["checkpoint_ns"]
         for tup in saver.list({"configurable": {"thread_id": thread_id, "checkpoint_ns": ns}}):
-            cid = tup.config["configurable"]["checkpoint_id"]
-            got[(ns, cid)] = {
-                "parent": (tup.parent_config or {}).get("configurable", {}).get("checkpoint_id"),
-                "values": {
-                    k: encode(v) for k, v in (tup.checkpoint.get("channel_values") or {}).items()
-                },
-                "writes": sorted(
-                    (str(w[0]), str(w[1]), json.dumps(encode(w[2]), sort_keys=True))
-                    for w in tup.pending_writes or []
-                ),
-            }
+            got[(ns, tup.config["configurable"]["checkpoint_id"])] = _summary(
+                digest,
+                (tup.parent_config or {}).get("configurable", {}).get("checkpoint_id"),
+                tup.checkpoint.get("channel_values") or {},
+                tup.pending_writes or [],
+            )
     problems: list[str] = []
     for key in sorted(set(want) | set(got)):
         where = f"{thread_id}/{key[0] or '(root)'}/{key[1]}"
@@ -436,7 +767,8 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
 
     Returns:
         ``{"threads": {tid: {"checkpoints", "writes"}}, "changes": [...],
-        "problems": [...], "dry_run": bool, "versions": {...}}``.
+        "problems": [...], "dry_run": bool, "write_mode": "bulk" | "put",
+        "versions": {...}}`` (``write_mode`` only when something was written).
 
     Raises:
         DumpFormatError, DisallowedTypeError, TransformError: nothing is swapped;
@@ -454,10 +786,13 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
 
     def _prepared() -> Iterator[list[dict[str, Any]]]:
         for raw_thread in by_thread(read_dump(str(request["path"]))):
+            blobs, raw_checkpoints = split_blobs(decoder, raw_thread)
+            if not raw_checkpoints:
+                raise DumpFormatError(f"thread {raw_thread[0]['thread_id']} has no checkpoints")
             decoded = []
-            for raw in raw_thread:
+            for raw in raw_checkpoints:
                 try:
-                    decoded.append(decode_record(decoder, raw))
+                    decoded.append(decode_record(decoder, raw, blobs))
                 except DisallowedTypeError as exc:
                     raise DisallowedTypeError(
                         f"{raw['thread_id']}/{raw['checkpoint_ns'] or '(root)'}/"
@@ -487,36 +822,81 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     from langgraph.checkpoint.postgres import PostgresSaver
 
     schema = str(request["schema"])
+    mode = str(request.get("write_mode") or "bulk")
+    if mode not in WRITE_MODES:
+        raise ValueError(f"write_mode must be one of {WRITE_MODES}, not {mode!r}")
+    started = time.perf_counter()
+    timings = dict.fromkeys(("setup", "write", "flush", "verify"), 0.0)
     with _connect(request["dsn"], schema, autocommit=True) as setup_conn:
         PostgresSaver(setup_conn).setup()
-    with _connect(request["dsn"], schema, autocommit=False) as conn:
+    timings["setup"] = time.perf_counter() - started
+    with (
+        _connect(request["dsn"], schema, autocommit=False) as conn,
+        _connect(request["dsn"], schema, autocommit=True) as read_conn,
+        ThreadPoolExecutor(max_workers=1) as loader,
+    ):
         saver = PostgresSaver(conn)
+        reader = PostgresSaver(read_conn)  # reads what is committed, through the saver
+        cache = caching_saver(reader)
+        writer = BulkWriter(saver, conn) if mode == "bulk" and BulkWriter.available(saver) else None
+        if writer is None:
+            mode = "put"
         pending = 0
-        written: list[list[dict[str, Any]]] = []
-        for records in _prepared():
-            for record in records:
-                write_record(saver, record)
-                pending += 1
-            written.append(records)
-            if pending >= batch:
+        batch_records: list[list[dict[str, Any]]] = []
+        loading: tuple[Future[None], list[list[dict[str, Any]]]] | None = None
+
+        def _verify(loaded: tuple[Future[None], list[list[dict[str, Any]]]] | None) -> None:
+            if loaded is None:
+                return
+            t0 = time.perf_counter()
+            loaded[0].result()  # the batch is committed (or its error is raised here)
+            t1 = time.perf_counter()
+            for records in loaded[1]:
+                cache.clear()
+                problems.extend(verify_thread(reader, read_conn, records))
+            timings["flush"] += t1 - t0
+            timings["verify"] += time.perf_counter() - t1
+
+        def _end_batch() -> tuple[Future[None], list[list[dict[str, Any]]]]:
+            # Batch k loads in the background while batch k-1 is verified and k+1 decoded.
+            if writer is not None:
+                future = loader.submit(writer.load, writer.take())
+            else:  # put() used the connection in this thread: commit here
                 conn.commit()
+                future = Future()
+                future.set_result(None)
+            return future, batch_records.copy()
+
+        for records in _prepared():
+            t0 = time.perf_counter()
+            for record in records:
+                if writer is not None:
+                    writer.write(record)
+                else:
+                    write_record(saver, record)
+                pending += 1
+            timings["write"] += time.perf_counter() - t0
+            if writer is not None:
+                writer.forget_thread(records[0]["thread_id"])
+            batch_records.append(records)
+            if pending >= batch:
+                previous, loading = loading, _end_batch()
+                batch_records.clear()
+                _verify(previous)
                 pending = 0
-                problems += _verify_all(saver, conn, written)
-                written = []
-        conn.commit()
-        problems += _verify_all(saver, conn, written)
-        conn.commit()
+        previous, loading = loading, _end_batch()
+        _verify(previous)
+        _verify(loading)
     return {
         "threads": threads,
         "changes": changes,
         "problems": problems,
         "dry_run": False,
+        "write_mode": mode,
         "versions": compat.installed_versions(),
+        "timings": {
+            **{k: round(v, 3) for k, v in timings.items()},
+            # decoding, transforms and reading the dump: the rest of the op
+            "decode": round(time.perf_counter() - started - sum(timings.values()), 3),
+        },
     }
-
-
-def _verify_all(saver: Any, conn: Any, written: list[list[dict[str, Any]]]) -> list[str]:
-    problems: list[str] = []
-    for records in written:
-        problems += verify_thread(saver, conn, records)
-    return problems
