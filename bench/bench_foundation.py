@@ -57,7 +57,9 @@ def bench_env(era: str) -> None:
         cache = Path(tmp)
         cold, _ = _timed(lambda: envs.ensure_env(version_set, cache=cache))
         warm, _ = _timed(lambda: envs.ensure_env(version_set, cache=cache))
-    print(f"env {spec}: cold build {cold:.2f}s (uv download cache as found), cached {warm * 1000:.1f} ms")
+    print(
+        f"env {spec}: cold build {cold:.2f}s (uv download cache as found), cached {warm * 1000:.1f} ms"
+    )
 
 
 def main() -> None:
@@ -66,9 +68,8 @@ def main() -> None:
     parser.add_argument("--era", default="2.0.8")
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    majors = (
-        [int(m) for m in args.majors.split(",") if m]
-        or sorted({s.major for s in list_sources(include_docker=False)})
+    majors = [int(m) for m in args.majors.split(",") if m] or sorted(
+        {s.major for s in list_sources(include_docker=False)}
     )
     print(f"machine: {os.cpu_count()} cores")
     bench_clusters(majors, args.repeat)
