@@ -17,6 +17,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 from migrator import envs
@@ -36,11 +37,11 @@ def bench_clusters(majors: list[int], repeat: int) -> None:
     for major in majors:
         source = resolve_binaries(major)
         shutil.rmtree(template_dir(source), ignore_errors=True)  # force a cold start
-        cold, server = _timed(lambda: provision("local", major, source=source.kind))
+        cold, server = _timed(partial(provision, "local", major, source=source.kind))
         server.stop()
         warm_times, stop_times = [], []
         for _ in range(repeat):
-            warm, server = _timed(lambda: provision("local", major, source=source.kind))
+            warm, server = _timed(partial(provision, "local", major, source=source.kind))
             stop, _ = _timed(server.stop)
             warm_times.append(warm)
             stop_times.append(stop)
@@ -58,7 +59,8 @@ def bench_env(era: str) -> None:
         cold, _ = _timed(lambda: envs.ensure_env(version_set, cache=cache))
         warm, _ = _timed(lambda: envs.ensure_env(version_set, cache=cache))
     print(
-        f"env {spec}: cold build {cold:.2f}s (uv download cache as found), cached {warm * 1000:.1f} ms"
+        f"env {spec}: cold build {cold:.2f}s (uv download cache as found), "
+        f"cached {warm * 1000:.1f} ms"
     )
 
 
