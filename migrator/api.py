@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from migrator.backup import BackupManifest, RestoreResult
     from migrator.dumprestore import DumpManifest
     from migrator.dumprestore import RestoreResult as DumpRestoreResult
-    from migrator.execute import Backup, MigrateOutcome, MigrateSettings
+    from migrator.execute import Backup, Confirm, MigrateOutcome, MigrateSettings
     from migrator.plan import Plan
     from migrator.postgres import Server
     from migrator.report import Report
@@ -93,15 +93,20 @@ def migrate(
     *,
     backup: Backup | None = None,
     progress: Progress = _quiet,
+    confirm: Confirm | None = None,
 ) -> MigrateOutcome:
     """Lock, plan, back up (``backup`` hook), ``setup()``, repair, verify, record.
+
+    ``backup=None`` takes no backup (the CLI passes ``execute.backup_hook`` unless
+    ``--no-backup``); ``settings.fallback="dump-restore"`` needs one. ``confirm``
+    answers the fallback question when ``settings.fallback == "ask"``.
 
     Returns:
         The outcome: its ``report``, and ``error`` (exit 1, 4 or 5) when it did not succeed.
     """
     from migrator.execute import migrate as run_migrate
 
-    return run_migrate(settings, backup=backup, progress=progress)
+    return run_migrate(settings, backup=backup, progress=progress, confirm=confirm)
 
 
 def canary_seed(

@@ -571,6 +571,29 @@ def plan_cmd(
     "--statement-timeout", default=900.0, show_default=True, help="Seconds per statement."
 )
 @click.option("--retries", default=5, show_default=True, help="Retries when a lock is in the way.")
+@click.option("--no-backup", is_flag=True, help="Take no backup before changing anything.")
+@click.option(
+    "--backup-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="DIR",
+    help="Where the pre-migrate backup goes (default: "
+    "./langgraph-migrator-backups/<UTC timestamp>).",
+)
+@click.option(
+    "--fallback",
+    type=click.Choice(["dump-restore", "none"]),
+    default=None,
+    help="After breaking drift: restore the backup, dump with --from, restore with the "
+    "target (default: ask on a terminal, else none).",
+)
+@click.option(
+    "--from",
+    "from_spec",
+    default=None,
+    metavar="SPEC",
+    help="Version set that wrote the data (needed by --fallback dump-restore).",
+)
 @click.option("--dry-run", is_flag=True, help="Only plan (same as `plan`).")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write the report.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
@@ -584,20 +607,28 @@ def migrate_cmd(
     lock_timeout: float,
     statement_timeout: float,
     retries: int,
+    no_backup: bool,
+    backup_dir: Path | None,
+    fallback: str | None,
+    from_spec: str | None,
     dry_run: bool,
     json_out: Path | None,
     quiet: bool,
 ) -> None:
     """Usage: langgraph-migrator migrate --dsn DSN [--to SPEC|current] [--wait S|--no-wait]
+    [--no-backup|--backup-dir DIR] [--from SPEC --fallback dump-restore|none]
 
-    One migrator at a time (advisory lock) -> plan -> setup() of the target with
-    lock_timeout/statement_timeout and retries -> repair what differs from the
-    reference schema -> verify canaries -> record the run. Exit 0 done, 1 unsafe
-    plan (nothing changed), 3 database, 4 lock not acquired (safe to retry),
-    5 failed and undone (the message says what state the database is in).
+    One migrator at a time (advisory lock) -> plan -> backup -> setup() of the target
+    with lock_timeout/statement_timeout and retries -> repair what differs from the
+    reference schema -> verify canaries -> (breaking drift: the dump/restore fallback,
+    then verify again) -> record the run. Exit 0 done, 1 unsafe plan or breaking drift
+    without the fallback (undone), 2 usage, 3 database, 4 lock not acquired (safe to
+    retry), 5 failed and undone or restored (the message says what state the database
+    is in).
     """
     from migrator import report as reports
-    from migrator.execute import MigrateSettings
+    from migrator.errors import ConfigError
+    from migrator.execute import MigrateSettings, backup_hook
 
     if dry_run:
         result = api.plan(
@@ -614,8 +645,19 @@ def migrate_cmd(
         lock_timeout=lock_timeout,
         statement_timeout=statement_timeout,
         retries=retries,
+        from_spec=from_spec,
+        fallback=fallback or ("ask" if sys.stdin.isatty() and sys.stdout.isatty() else "none"),
     )
-    outcome = api.migrate(settings, progress=_progress(quiet))
+    if no_backup and backup_dir is not None:
+        raise ConfigError(
+            "--no-backup and --backup-dir contradict each other.", hint="pass only one of them"
+        )
+    outcome = api.migrate(
+        settings,
+        backup=None if no_backup else backup_hook(backup_dir, progress=_progress(quiet)),
+        progress=_progress(quiet),
+        confirm=lambda question: click.confirm(question, default=False, err=True),
+    )
     reports.render_text(outcome.report)
     if json_out:
         reports.write_json(outcome.report, json_out)

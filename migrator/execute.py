@@ -18,6 +18,13 @@
    ledger and ``setup()`` runs again.
 6. Introspect, compare with the reference, repair with idempotent DDL.
 7. ``migrator.verify.verify_goldens`` and ``migrator.ledger.record_run`` when installed.
+8. Breaking drift after 7 (``DriftError``) and ``fallback="dump-restore"`` (or
+   ``"ask"`` and ``confirm`` says yes): release the lock, restore the pre-migrate
+   backup (beside the live tables, then one swap), dump with ``from_spec`` and
+   restore with the target (:func:`migrator.dumprestore.run_fallback`, ``task-id``
+   transform), check the schema, verify again, and add one ``fallback`` check per
+   golden thread saying whether it was cured. Not cured: the backup is restored
+   again, exit 5. No fallback: undo as below, exit 1, and say how to run it.
 
 Any failure after changes began: undo what can be undone (the objects and ledger
 rows this run added), say exactly what state the database is in, exit 5.
@@ -25,8 +32,10 @@ rows this run added), say exactly what state the database is in, exit 5.
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import importlib.util
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +47,7 @@ from psycopg.conninfo import make_conninfo
 
 from migrator import envs
 from migrator.errors import (
+    ConfigError,
     LockTimeoutError,
     MigrationError,
     MigratorError,
@@ -62,6 +72,17 @@ from migrator.schema import SchemaModel, diff_schemas
 
 Progress = Callable[[str], None]
 Backup = Callable[[str], Path]
+Confirm = Callable[[str], bool]
+
+#: ``fallback`` values: run it, never run it, ask ``confirm`` (interactive CLI).
+FALLBACKS = ("dump-restore", "none", "ask")
+#: Schema the pre-migrate backup is loaded into before it is swapped in.
+PRE_MIGRATE_PREFIX = "lgm_premigrate_"
+LIVE_SCHEMA_SQL = (
+    "SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE c.oid = to_regclass('checkpoints')"
+)
+CURRENT_SCHEMA_SQL = "SELECT current_schema()"
 
 #: Worker errors that mean "a lock or timeout got in the way": retry.
 RETRYABLE = frozenset({"LockNotAvailable", "QueryCanceled"})
@@ -83,6 +104,8 @@ class MigrateSettings:
         retries: Attempts after the first when a lock is in the way.
         backoff: First retry delay in seconds (doubles each time, at most 30 s).
         worker_timeout: Seconds a worker step may take.
+        from_spec: The version set that wrote the data (needed by the fallback).
+        fallback: After breaking drift: ``dump-restore``, ``none`` or ``ask``.
     """
 
     dsn: str
@@ -95,6 +118,16 @@ class MigrateSettings:
     retries: int = 5
     backoff: float = 1.0
     worker_timeout: float = 900.0
+    from_spec: str | None = None
+    fallback: str = "none"
+
+
+class DriftError(VerificationError):
+    """Breaking drift against the goldens after the in-place migration."""
+
+    def __init__(self, message: str, failed: list[Check]) -> None:
+        super().__init__(message)
+        self.failed = failed
 
 
 @dataclass
@@ -249,28 +282,38 @@ def migrate(
     *,
     backup: Backup | None = None,
     progress: Progress = lambda _m: None,
+    confirm: Confirm | None = None,
 ) -> MigrateOutcome:
     """Migrate the live database to ``settings.to_spec``, safely; see the module doc.
 
     Args:
         settings: What to migrate and how patiently.
-        backup: Called with the DSN before anything changes; returns the archive path.
+        backup: Called with the DSN before anything changes; returns the backup
+            directory (``migrator.backup.create_backup``). None: no backup.
         progress: Receives one-line status messages.
+        confirm: Asked (with a question) whether to run the fallback when
+            ``settings.fallback == "ask"``; None means no.
 
     Returns:
         The outcome: a ``Report`` (checks ``lock``, ``plan``, ``setup``, ``repair``
-        (one per repair), ``verify``, ``record``) and the error, if any, that the
-        CLI exits with (1 unsafe plan, 4 lock, 5 failed and undone).
+        (one per repair), ``verify``, ``fallback`` (one per golden thread, when the
+        fallback ran), ``record``) and the error, if any, that the CLI exits with
+        (1 unsafe plan or breaking drift without the fallback, 4 lock, 5 failed and
+        undone or restored).
 
     Raises:
         LockTimeoutError: Another migrator held the lock for longer than ``wait``.
         ConnectError: The database cannot be reached.
-        ConfigError: Bad version spec.
+        ConfigError: Bad version spec; ``fallback="dump-restore"`` without a backup
+            or without ``from_spec``.
     """
+    _check_fallback_settings(settings, backup)
     run = _Run(settings, progress)
     started = time.monotonic()
     env, target = target_env(settings.to_spec, progress=progress, timeout=settings.worker_timeout)
     outcome = MigrateOutcome(report=Report("migrate", ()))
+    drift: DriftError | None = None
+    backup_path: Path | None = None
     progress(f"taking the migrator lock on {redact_dsn(settings.dsn)}")
     with advisory_lock(settings.dsn, wait=settings.wait):
         waited = time.monotonic() - started
@@ -303,41 +346,362 @@ def migrate(
         else:
             run.notes.append("tool ledger not available (migrator.ledger): not upgraded")
         before, _ = read_live(settings.dsn, settings.schema)
-        if backup is not None:
-            path = backup(settings.dsn)
-            run.notes.append(f"backup written before any change: {path}")
+        if (
+            backup is not None
+            and not plan.pending
+            and not plan.repairs
+            and (settings.fallback != "dump-restore")
+        ):
+            run.notes.append("no backup taken: the plan has nothing to change")
+        elif backup is not None:
+            backup_path = backup(settings.dsn)
+            run.notes.append(f"backup written before any change: {backup_path}")
         else:
             run.notes.append("no backup taken (no backup hook given)")
         _wait_for_locks(run, plan)
         try:
             _apply(run, env, plan, before, outcome)
-        except (MigratorError, psycopg.Error) as exc:
-            try:
-                reference: SchemaModel | None = _reference(plan, env, settings)
-            except MigratorError:
-                reference = None
-            progress("migrate failed; undoing what this run added")
-            done, failed = _undo(settings, before)
-            state = _state(settings, before, reference)
-            outcome.state = state
-            undo_text = f"undone: {len(done)} statement(s)" + (
-                f"; could not undo: {', '.join(failed)}" if failed else ""
-            )
-            run.notes.append(undo_text)
-            run.notes.append(f"state: {state}")
-            message = f"{type(exc).__name__}: {exc}".strip()
-            if isinstance(exc, LockTimeoutError):
-                outcome.error = LockTimeoutError(
-                    f"{exc.message} {undo_text}; {state}.", hint=exc.hint
-                )
+        except DriftError as exc:
+            if _wants_fallback(run, exc, backup_path, confirm):
+                drift = exc
             else:
-                outcome.error = MigrationError(
-                    f"migrate failed: {message}. {undo_text}; {state}.",
-                    hint="fix the cause shown above and run migrate again; "
-                    "`langgraph-migrator plan` shows what it would do",
-                )
+                _undo_after_failure(run, outcome, env, plan, before, _no_fallback_error(run, exc))
+        except (MigratorError, psycopg.Error) as exc:
+            _undo_after_failure(run, outcome, env, plan, before, exc)
+    if drift is not None and backup_path is not None:
+        # Outside the lock: restore_backup and restore_dump take it themselves.
+        _fallback(run, outcome, drift, backup_path, env, plan, before)
     outcome.report = _report(run, plan, started)
     return outcome
+
+
+def _check_fallback_settings(settings: MigrateSettings, backup: Backup | None) -> None:
+    """Refuse fallback settings that cannot work, before anything is read or written."""
+    if settings.fallback not in FALLBACKS:
+        raise ConfigError(
+            f"--fallback {settings.fallback!r} is not one of dump-restore, none.",
+            hint="use --fallback dump-restore or --fallback none",
+        )
+    if settings.fallback != "dump-restore":
+        return
+    if backup is None:
+        raise ConfigError(
+            "--fallback dump-restore needs the pre-migrate backup, but backups are off "
+            "(--no-backup). Nothing was changed.",
+            hint="drop --no-backup (or pass --backup-dir DIR), or use --fallback none",
+        )
+    if not settings.from_spec:
+        raise ConfigError(
+            "--fallback dump-restore needs the version set that wrote the data "
+            "(it dumps with it). Nothing was changed.",
+            hint="pass --from SPEC, e.g. --from langgraph-checkpoint-postgres==2.0.8",
+        )
+
+
+def _fallback_command(settings: MigrateSettings) -> str:
+    spec = settings.from_spec or "SPEC"
+    return f"langgraph-migrator migrate --from {spec} --fallback dump-restore"
+
+
+def _wants_fallback(
+    run: _Run, drift: DriftError, backup_path: Path | None, confirm: Confirm | None
+) -> bool:
+    """Whether the fallback runs after ``drift``; notes why not when it does not."""
+    settings = run.settings
+    if settings.fallback == "dump-restore":
+        return backup_path is not None
+    if settings.fallback == "ask" and confirm is not None:
+        missing = [
+            what
+            for what, ok in (("--from SPEC", settings.from_spec), ("a backup", backup_path))
+            if not ok
+        ]
+        if missing:
+            run.notes.append(f"fallback not offered: it needs {' and '.join(missing)}")
+            return False
+        return confirm(
+            f"{len(drift.failed)} canary thread(s) read differently after the in-place "
+            f"migration. Restore the backup and run the dump/restore fallback "
+            f"(dump with {settings.from_spec}, restore with {settings.to_spec})?"
+        )
+    return False
+
+
+def _no_fallback_error(run: _Run, drift: DriftError) -> VerificationError:
+    command = _fallback_command(run.settings)
+    run.notes.append(
+        f"fallback not run: the dump/restore fallback would run with `{command}` "
+        "(it restores the backup taken by this run, then dumps and restores)"
+    )
+    return VerificationError(
+        f"{drift.message} The in-place migration was undone.",
+        hint=f"run `{command}` to let the dump/restore fallback cure it",
+    )
+
+
+def _undo_after_failure(
+    run: _Run,
+    outcome: MigrateOutcome,
+    env: envs.VersionEnv,
+    plan: Plan,
+    before: SchemaModel,
+    exc: BaseException,
+) -> None:
+    """Take back what this run added and set ``outcome.error`` (exit 1, 4 or 5)."""
+    settings = run.settings
+    try:
+        reference: SchemaModel | None = _reference(plan, env, settings)
+    except MigratorError:
+        reference = None
+    run.progress("migrate failed; undoing what this run added")
+    done, failed = _undo(settings, before)
+    state = _state(settings, before, reference)
+    outcome.state = state
+    undo_text = f"undone: {len(done)} statement(s)" + (
+        f"; could not undo: {', '.join(failed)}" if failed else ""
+    )
+    run.notes.append(undo_text)
+    run.notes.append(f"state: {state}")
+    message = f"{type(exc).__name__}: {exc}".strip()
+    if isinstance(exc, LockTimeoutError):
+        outcome.error = LockTimeoutError(f"{exc.message} {undo_text}; {state}.", hint=exc.hint)
+    elif isinstance(exc, VerificationError):
+        outcome.error = VerificationError(f"{exc.message} {undo_text}; {state}.", hint=exc.hint)
+    else:
+        outcome.error = MigrationError(
+            f"migrate failed: {message}. {undo_text}; {state}.",
+            hint="fix the cause shown above and run migrate again; "
+            "`langgraph-migrator plan` shows what it would do",
+        )
+
+
+def _live_schema(settings: MigrateSettings) -> str:
+    if settings.schema:
+        return settings.schema
+    with psycopg.connect(settings.dsn, autocommit=True) as conn:
+        row = conn.execute(LIVE_SCHEMA_SQL).fetchone()
+        if row is None:
+            row = conn.execute(CURRENT_SCHEMA_SQL).fetchone()
+    return str(row[0]) if row else "public"
+
+
+def _restore_pre_migrate(run: _Run, backup_path: Path) -> str:
+    """Load the backup beside the live tables, then swap it in; returns where they went."""
+    from migrator.backup import restore_backup
+    from migrator.dumprestore import OLD_PREFIX, _swap
+
+    settings = run.settings
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d_%H%M%S_%f")
+    shadow = f"{PRE_MIGRATE_PREFIX}{stamp}"
+    live = _live_schema(settings)
+    run.progress(f"restoring the pre-migrate backup {backup_path.name}")
+    restore_backup(
+        settings.dsn,
+        backup_path,
+        into_new_schema=shadow,
+        lock_wait=settings.wait,
+        progress=run.progress,
+    )
+    with advisory_lock(settings.dsn, wait=settings.wait):
+        return _swap(settings.dsn, shadow, live, f"{OLD_PREFIX}{stamp}")
+
+
+def _fallback(
+    run: _Run,
+    outcome: MigrateOutcome,
+    drift: DriftError,
+    backup_path: Path,
+    env: envs.VersionEnv,
+    plan: Plan,
+    before: SchemaModel,
+) -> None:
+    """Restore the backup, dump/restore across versions, verify again, say what it cured."""
+    from migrator.dumprestore import run_fallback
+
+    settings = run.settings
+    assert settings.from_spec is not None  # checked by _wants_fallback / _check_fallback_settings
+    kept: list[str] = []
+    t0 = time.monotonic()
+    try:
+        old_env = envs.ensure_env(envs.parse_version_set(settings.from_spec), progress=run.progress)
+        kept.append(_restore_pre_migrate(run, backup_path))
+        run.checks.append(
+            Check(
+                "fallback-restore",
+                "pass",
+                f"pre-migrate backup {backup_path.name} restored; the in-place migrated "
+                f"tables are kept in schema {kept[-1]}",
+            )
+        )
+        run.progress(f"fallback: dump with {old_env.label}, restore with {env.label}")
+        with tempfile.TemporaryDirectory(prefix="lgm-fallback-") as work:
+            result = run_fallback(
+                settings.dsn,
+                old_env,
+                env,
+                work_dir=Path(work),
+                transform="task-id",
+                progress=run.progress,
+            )
+        if result.old_schema:
+            kept.append(result.old_schema)
+        run.checks.append(
+            Check(
+                "fallback-dump-restore",
+                "pass",
+                f"dumped with {old_env.label}, restored with {env.label} (task-id transform): "
+                f"{len(result.threads)} thread(s), {len(result.changes)} change(s); "
+                f"pre-migrate tables kept in schema {result.old_schema}",
+                details=result.to_dict(),
+            )
+        )
+        _fallback_schema(run, env, plan)
+        verify_goldens = _optional("migrator.verify", "verify_goldens")
+        assert verify_goldens is not None  # DriftError came from it
+        again: Report = verify_goldens(settings.dsn, env, policy=None)
+    except (MigratorError, psycopg.Error) as exc:
+        run.timings["fallback"] = time.monotonic() - t0
+        _fallback_failed(run, outcome, backup_path, before, kept, f"{type(exc).__name__}: {exc}")
+        return
+    run.timings["fallback"] = time.monotonic() - t0
+    cured = _fallback_checks(run, drift, again)
+    if cured:
+        outcome.applied = True
+        run.notes.append(
+            f"the dump/restore fallback cured every drift; old tables kept in schema(s) "
+            f"{', '.join(kept)} (drop them with `langgraph-migrator cleanup`)"
+        )
+        _record(run, plan, outcome)
+        return
+    _fallback_failed(
+        run,
+        outcome,
+        backup_path,
+        before,
+        kept,
+        "the dump/restore fallback did not cure the drift (see the fallback checks)",
+    )
+
+
+def _fallback_schema(run: _Run, env: envs.VersionEnv, plan: Plan) -> None:
+    """After the fallback's restore: the schema must equal the reference (repair if not)."""
+    settings = run.settings
+    reference = _reference(plan, env, settings)
+    now, _ = read_live(settings.dsn, settings.schema)
+    diffs = diff_schemas(now, reference)
+    for repair in repairs_for(diffs, reference, now):
+        run.progress(f"repair after fallback: {repair.label}")
+        _execute(settings, list(repair.sql))
+        run.checks.append(
+            Check(
+                "repair",
+                "pass",
+                f"{repair.label}: " + "; ".join(repair.sql),
+                thread_id=repair.label,
+            )
+        )
+    final, _ = read_live(settings.dsn, settings.schema)
+    left = [d for d in diff_schemas(final, reference) if d.severity != "info"]
+    if left:
+        raise MigrationError(
+            "after the fallback the schema still differs from the reference: "
+            + "; ".join(d.summary() for d in left)
+        )
+
+
+def _fallback_checks(run: _Run, drift: DriftError, again: Report) -> bool:
+    """One ``fallback`` check per golden thread; in-place failures it cured become warnings."""
+    failed_keys = {(c.canary, c.thread_id) for c in drift.failed}
+    after = {(c.canary, c.thread_id): c for c in again.checks}
+    cured_all = True
+    verdicts: list[Check] = []
+    for key, now in after.items():
+        canary, thread_id = key
+        was_failing = key in failed_keys
+        ok = now.status != "fail"
+        cured_all = cured_all and ok
+        if was_failing:
+            summary = (
+                f"cured by dump/restore ({now.summary} after)"
+                if ok
+                else f"not cured: still {now.summary} after dump/restore"
+            )
+        else:
+            summary = (
+                f"unchanged by dump/restore ({now.summary})"
+                if ok
+                else f"broken by dump/restore: {now.summary}"
+            )
+        verdicts.append(
+            Check(
+                "fallback",
+                "pass" if ok else "fail",
+                summary,
+                canary=canary,
+                thread_id=thread_id,
+                hazards=now.hazards,
+                differences=() if ok else now.differences,
+                details={"cured": ok, "failed_in_place": was_failing},
+            )
+        )
+    if cured_all:
+        run.checks[:] = [
+            Check(
+                c.check,
+                "warn",
+                f"{c.summary} (in place); cured by the dump/restore fallback",
+                canary=c.canary,
+                thread_id=c.thread_id,
+                hazards=c.hazards,
+                differences=c.differences,
+                details=c.details,
+            )
+            if c.check == "verify" and c.status == "fail"
+            else c
+            for c in run.checks
+        ]
+    run.checks.extend(verdicts)
+    return cured_all
+
+
+def _fallback_failed(
+    run: _Run,
+    outcome: MigrateOutcome,
+    backup_path: Path,
+    before: SchemaModel,
+    kept: list[str],
+    why: str,
+) -> None:
+    """Put the pre-migrate backup back and say exactly where the database stands (exit 5)."""
+    settings = run.settings
+    run.progress("fallback did not succeed; restoring the pre-migrate backup")
+    swapped_before = bool(kept)
+    try:
+        kept.append(_restore_pre_migrate(run, backup_path))
+        restored = (
+            f"the pre-migrate backup {backup_path} was restored: the checkpoint tables hold "
+            "the data and schema they had before migrate"
+        )
+    except (MigratorError, psycopg.Error) as exc:
+        restored = (
+            f"restoring the pre-migrate backup {backup_path} FAILED ({type(exc).__name__}: "
+            f"{exc}); restore it with `langgraph-migrator restore-backup`"
+        )
+        if not swapped_before:  # the live tables are still the in-place migrated ones
+            done, failed = _undo(settings, before)
+            restored += f"; the in-place migration was undone ({len(done)} statement(s))" + (
+                f", could not undo: {', '.join(failed)}" if failed else ""
+            )
+    state = f"{restored}; {_state(settings, before, None)}"
+    if kept:
+        state += f"; other versions of the tables are kept in schema(s) {', '.join(kept)}"
+    outcome.state = state
+    run.notes.append(f"state: {state}")
+    outcome.error = MigrationError(
+        f"migrate --fallback dump-restore failed: {why}. {state}.",
+        hint="the old version keeps working on the restored tables; report the drift, "
+        "or upgrade to another version",
+    )
 
 
 def _plan_check(plan: Plan) -> Check:
@@ -442,9 +806,11 @@ def _verify(run: _Run, env: envs.VersionEnv, settings: MigrateSettings) -> None:
     failed = [c for c in report.checks if c.status == "fail"]
     run.checks.extend(report.checks)
     if failed:
-        raise VerificationError(
+        raise DriftError(
             f"{len(failed)} canary check(s) failed against their goldens: "
             + "; ".join(f"{c.name}: {c.summary}" for c in failed[:3])
+            + ".",
+            failed,
         )
 
 
@@ -486,3 +852,32 @@ def _report(run: _Run, plan: Plan, started: float) -> Report:
         timings=dict(run.timings),
         notes=tuple(run.notes) + tuple(plan.notes),
     )
+
+
+def default_backup_dir() -> Path:
+    """``./langgraph-migrator-backups/<UTC timestamp>`` under the working directory."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S_%fZ")
+    return Path.cwd() / "langgraph-migrator-backups" / stamp
+
+
+def backup_hook(out_dir: Path | None = None, *, progress: Progress | None = None) -> Backup:
+    """The ``backup`` hook the CLI passes: :func:`migrator.backup.create_backup`.
+
+    Args:
+        out_dir: A new or empty directory (default: :func:`default_backup_dir`, chosen
+            when the hook runs).
+        progress: Receives one line per backup step.
+
+    Returns:
+        A callable taking the DSN and returning the backup directory.
+    """
+
+    def take(dsn: str) -> Path:
+        from migrator.backup import create_backup
+
+        target = out_dir if out_dir is not None else default_backup_dir()
+        if progress is not None:
+            progress(f"backing up the checkpoint tables into {target}")
+        return create_backup(dsn, target, progress=progress).path
+
+    return take

@@ -162,6 +162,7 @@ def test_eight_migrators_at_once(pg_server, pg_dsn, tmp_path):
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            cwd=tmp_path,  # migrate writes its default backup dir here
         )
         for i in range(8)
     ]
@@ -189,7 +190,7 @@ def _hold_lock(dsn: str, release: threading.Event, held: threading.Event) -> Non
         conn.rollback()
 
 
-def test_lock_held_on_checkpoints_exit_4_nothing_applied(pg_server, pg_dsn):
+def test_lock_held_on_checkpoints_exit_4_nothing_applied(pg_server, pg_dsn, tmp_path):
     load_era(pg_dsn, "1.0.0")  # pending: every migration, incl. an index on checkpoints
     release, held = threading.Event(), threading.Event()
     holder = threading.Thread(target=_hold_lock, args=(pg_dsn, release, held))
@@ -217,6 +218,7 @@ def test_lock_held_on_checkpoints_exit_4_nothing_applied(pg_server, pg_dsn):
             ],
             capture_output=True,
             text=True,
+            cwd=tmp_path,  # migrate writes its default backup dir here
             timeout=600,
         )
         assert proc.returncode == 4, proc.stderr
@@ -246,12 +248,13 @@ def test_lock_clears_while_migrate_retries(pg_server, pg_dsn):
     assert_schema_is_reference(pg_dsn, pg_server.dsn)
 
 
-def test_migrate_refuses_role_without_create(pg_server, pg_dsn, unprivileged):  # noqa: F811
+def test_migrate_refuses_role_without_create(pg_server, pg_dsn, unprivileged, tmp_path):  # noqa: F811
     before = catalog_state(pg_dsn)
     proc = subprocess.run(
         [CLI, "migrate", "--dsn", unprivileged, "--scratch-dsn", pg_server.dsn, "-q"],
         capture_output=True,
         text=True,
+        cwd=tmp_path,  # migrate writes its default backup dir here
         timeout=600,
     )
     assert proc.returncode == 1, proc.stderr
@@ -259,7 +262,7 @@ def test_migrate_refuses_role_without_create(pg_server, pg_dsn, unprivileged):  
     assert catalog_state(pg_dsn) == before
 
 
-def test_migrate_bad_dsn_exit_3(pg_server):
+def test_migrate_bad_dsn_exit_3(pg_server, tmp_path):
     import uuid
 
     secret = uuid.uuid4().hex  # generated: no password is written in this file
@@ -270,6 +273,7 @@ def test_migrate_bad_dsn_exit_3(pg_server):
         [CLI, "migrate", "--dsn", dsn, "--scratch-dsn", pg_server.dsn, "-q"],
         capture_output=True,
         text=True,
+        cwd=tmp_path,  # migrate writes its default backup dir here
         timeout=300,
     )
     assert proc.returncode == 3, proc.stderr
@@ -278,7 +282,7 @@ def test_migrate_bad_dsn_exit_3(pg_server):
     assert secret not in proc.stderr + proc.stdout
 
 
-def test_dry_run_is_plan(pg_server, pg_dsn):
+def test_dry_run_is_plan(pg_server, pg_dsn, tmp_path):
     load_era(pg_dsn, "2.0.8")
     before = catalog_state(pg_dsn)
     proc = subprocess.run(
@@ -296,6 +300,7 @@ def test_dry_run_is_plan(pg_server, pg_dsn):
         ],
         capture_output=True,
         text=True,
+        cwd=tmp_path,  # migrate writes its default backup dir here
         timeout=600,
     )
     assert proc.returncode == 1
