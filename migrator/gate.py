@@ -94,6 +94,17 @@ class _Run:
             pass  # the server is going away, or the user's server keeps a stray scratch db
 
 
+def seed_check(entry: Mapping[str, Any]) -> Check:
+    """The ``seed`` check for one entry of the worker ``seed`` op's ``threads``."""
+    status = {"seeded": "pass", "skipped": "skip"}.get(entry["status"], "fail")
+    return Check(
+        check="seed",
+        status=status,  # type: ignore[arg-type]
+        summary=entry.get("reason") or entry["status"],
+        canary=entry["canary"],
+    )
+
+
 def _threads_request(
     seeded: list[Mapping[str, Any]], watched: tuple[str, ...]
 ) -> list[dict[str, Any]]:
@@ -282,17 +293,7 @@ def _check(
                     f"canary module {settings.user_canaries!r} could not be loaded: {exc.message}"
                 ) from exc
             raise
-    checks: list[Check] = []
-    for t in seeded["threads"]:
-        status = {"seeded": "pass", "skipped": "skip"}.get(t["status"], "fail")
-        checks.append(
-            Check(
-                check="seed",
-                status=status,  # type: ignore[arg-type]
-                summary=t.get("reason") or t["status"],
-                canary=t["canary"],
-            )
-        )
+    checks: list[Check] = [seed_check(t) for t in seeded["threads"]]
     threads = _threads_request(seeded["threads"], settings.threads)
     snap_request = {"threads": threads, "user_canaries": settings.user_canaries}
 

@@ -21,6 +21,7 @@ import psycopg
 
 from migrator import envs, ledger
 from migrator.errors import ConfigError, WorkerError
+from migrator.gate import seed_check
 from migrator.lock import advisory_lock
 from migrator.postgres.dsn import connect, redact_dsn
 from migrator.report import Check, Report
@@ -263,15 +264,7 @@ def _store(
     versions = dict(golden.get("versions") or {})
     checks: list[Check] = []
     for t in seeded:
-        status = {"seeded": "pass", "skipped": "skip"}.get(t["status"], "fail")
-        checks.append(
-            Check(
-                check="seed",
-                status=status,  # type: ignore[arg-type]
-                summary=t.get("reason") or t["status"],
-                canary=t["canary"],
-            )
-        )
+        checks.append(seed_check(t))
         if t["status"] != "seeded":
             continue
         entry = golden.get("threads", {}).get(t["thread_id"]) or {}
