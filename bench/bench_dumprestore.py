@@ -65,6 +65,37 @@ def naive_copy(src_dsn: str, dst_dsn: str) -> int:
     return count
 
 
+def _dump_restore(
+    src: str,
+    dst: str,
+    env: envs.VersionEnv,
+    tmp: Path,
+    jobs: int,
+    copied: int,
+    naive: float,
+    args: argparse.Namespace,
+) -> None:
+    """One dump + restore with ``jobs`` workers; prints its line next to the naive loop's."""
+    started = time.perf_counter()
+    dump = tmp / f"bench-{jobs}.lgdump"
+    manifest = dumprestore.dump_threads(src, env, dump, jobs=jobs)
+    dumped = time.perf_counter() - started
+    restored = dumprestore.restore_dump(
+        dst, env, dump, allow_types=manifest.types, write_mode=args.write_mode, jobs=jobs
+    )
+    total = time.perf_counter() - started
+    assert restored.swapped and sum(t["checkpoints"] for t in restored.threads.values()) == copied
+    print(
+        f"dump+restore --jobs {jobs}: {manifest.records / total:8.0f} checkpoints/s "
+        f"({total:.1f}s: dump {dumped:.1f}s, restore {total - dumped:.1f}s, "
+        f"{manifest.size / 2**20:.1f} MiB dump)  speed-up {naive / total:.2f}x"
+    )
+    print(
+        "  restore phases (s, worker phases summed over workers): "
+        + ", ".join(f"{k} {v}" for k, v in restored.timings.items())
+    )
+
+
 def _peak_mib(who: int) -> float:
     return resource.getrusage(who).ru_maxrss / 1024  # KiB on Linux
 
@@ -74,14 +105,17 @@ def main() -> None:
     parser.add_argument("--checkpoints", type=int, default=5000)
     parser.add_argument("--kb", type=float, default=4.0)
     parser.add_argument("--write-mode", choices=dumprestore.WRITE_MODES, default="bulk")
+    parser.add_argument(
+        "--jobs", default="1,2", help="comma-separated worker counts to measure (default 1,2)"
+    )
     args = parser.parse_args()
+    job_counts = [int(j) for j in args.jobs.split(",")]
     env = envs.ensure_env(envs.parse_version_set("current"))
     server = provision("auto")
     try:
         with (
             scratch_database(server) as src,
             scratch_database(server) as naive_dst,
-            scratch_database(server) as restore_dst,
             tempfile.TemporaryDirectory() as tmp,
         ):
             stats = generate(src, checkpoints=args.checkpoints, kb=args.kb, progress=lambda _: None)
@@ -89,28 +123,10 @@ def main() -> None:
             started = time.perf_counter()
             copied = naive_copy(src, naive_dst)
             naive = time.perf_counter() - started
-            started = time.perf_counter()
-            dump = Path(tmp) / "bench.lgdump"
-            manifest = dumprestore.dump_threads(src, env, dump)
-            dumped = time.perf_counter() - started
-            restored = dumprestore.restore_dump(
-                restore_dst, env, dump, allow_types=manifest.types, write_mode=args.write_mode
-            )
-            total = time.perf_counter() - started
-            assert (
-                restored.swapped
-                and sum(t["checkpoints"] for t in restored.threads.values()) == copied
-            )
             print(f"naive list()+put():  {copied / naive:8.0f} checkpoints/s ({naive:.1f}s)")
-            print(
-                f"dump+restore:        {manifest.records / total:8.0f} checkpoints/s "
-                f"({total:.1f}s: dump {dumped:.1f}s, restore {total - dumped:.1f}s, "
-                f"{manifest.size / 2**20:.1f} MiB dump)"
-            )
-            print(f"speed-up: {naive / total:.2f}x (write mode {restored.write_mode})")
-            print(
-                "restore phases (s): " + ", ".join(f"{k} {v}" for k, v in restored.timings.items())
-            )
+            for jobs in job_counts:
+                with scratch_database(server) as restore_dst:
+                    _dump_restore(src, restore_dst, env, Path(tmp), jobs, copied, naive, args)
             print(
                 f"peak RSS: bench process {_peak_mib(resource.RUSAGE_SELF):.0f} MiB, "
                 f"largest worker {_peak_mib(resource.RUSAGE_CHILDREN):.0f} MiB"

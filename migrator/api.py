@@ -12,10 +12,11 @@ from migrator.config import CheckSettings, PgChoice
 from migrator.gate import Progress, run_upgrade_check
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
     from migrator.backup import BackupManifest, RestoreResult
-    from migrator.dumprestore import DumpManifest
+    from migrator.dump_manifest import DumpManifest
     from migrator.dumprestore import RestoreResult as DumpRestoreResult
     from migrator.execute import Backup, Confirm, MigrateOutcome, MigrateSettings
     from migrator.plan import Plan
@@ -260,6 +261,7 @@ def dump(
     *,
     shard: str | None = None,
     threads: tuple[str, ...] = (),
+    jobs: int = 1,
     progress: Progress = _quiet,
     timeout: float = 3600.0,
 ) -> DumpManifest:
@@ -268,7 +270,8 @@ def dump(
     Returns:
         The manifest (also written to ``<out_path>.manifest.json``).
     """
-    from migrator.dumprestore import dump_threads, parse_shard
+    from migrator.dump_manifest import parse_shard
+    from migrator.dumprestore import dump_threads
 
     shard_pair = parse_shard(shard)
     env = envs.ensure_env(envs.parse_version_set(from_spec), progress=progress)
@@ -278,6 +281,7 @@ def dump(
         out_path,
         shard=shard_pair,
         threads=threads or None,
+        jobs=jobs,
         progress=progress,
         timeout=timeout,
     )
@@ -285,7 +289,7 @@ def dump(
 
 def restore(
     dsn: str,
-    dump_path: Path,
+    dump_path: Path | Sequence[Path],
     *,
     to_spec: str = "current",
     transform: str | None = None,
@@ -295,17 +299,20 @@ def restore(
     dry_run: bool = False,
     swap: bool = True,
     lock_wait: float = 60.0,
+    jobs: int = 1,
     progress: Progress = _quiet,
     timeout: float = 3600.0,
 ) -> DumpRestoreResult:
-    """Restore a dump through the saver of ``to_spec`` into a shadow schema, verify, swap.
+    """Restore a dump (or every shard's dump) through the saver of ``to_spec``
+    into a shadow schema, verify, swap.
 
     Returns:
         What was restored (or would be, with ``dry_run``) and where the old tables went.
     """
     import os
 
-    from migrator.dumprestore import read_allow_file, restore_dump
+    from migrator.dump_manifest import read_allow_file
+    from migrator.dumprestore import restore_dump
 
     allowed = list(allow_types) + (read_allow_file(allow_file) if allow_file else [])
     env = envs.ensure_env(envs.parse_version_set(to_spec), progress=progress)
@@ -324,6 +331,7 @@ def restore(
         progress=progress,
         timeout=timeout,
         extra_env={"PYTHONPATH": os.pathsep.join(search)},
+        jobs=jobs,
     )
 
 

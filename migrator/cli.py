@@ -386,6 +386,13 @@ def restore_backup(
 @click.option("--out", "out_path", required=True, type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--shard", default=None, metavar="I/N", help="Only threads hashing to shard I of N.")
 @click.option("--thread", "threads", multiple=True, metavar="ID", help="Only this thread.")
+@click.option(
+    "--jobs",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Workers reading at once (one connection each); the dump gets one part per worker.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
 def dump(
     dsn: str,
@@ -393,16 +400,23 @@ def dump(
     out_path: Path,
     shard: str | None,
     threads: tuple[str, ...],
+    jobs: int,
     quiet: bool,
 ) -> None:
-    """Usage: langgraph-migrator dump --dsn DSN --from SPEC --out FILE [--shard I/N]
+    """Usage: langgraph-migrator dump --dsn DSN --from SPEC --out FILE [--shard I/N] [--jobs N]
 
     Read every thread through the old version's saver and write a type-tagged,
     compressed dump plus FILE.manifest.json (counts, type inventory, sha256).
     Exit 0 done, 2 bad usage, 3 database or environment error.
     """
     manifest = api.dump(
-        dsn, from_spec, out_path, shard=shard, threads=threads, progress=_progress(quiet)
+        dsn,
+        from_spec,
+        out_path,
+        shard=shard,
+        threads=threads,
+        jobs=jobs,
+        progress=_progress(quiet),
     )
     click.echo(
         f"{manifest.records} checkpoints of {len(manifest.threads)} thread(s) -> "
@@ -416,7 +430,9 @@ def dump(
 
 @cli.command("restore")
 @click.option("--dsn", required=True, metavar="DSN", help="The database to restore into.")
-@click.argument("dump_path", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument(
+    "dump_paths", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False)
+)
 @click.option(
     "--to", "to_spec", default="current", show_default=True, metavar="SPEC", help="New version."
 )
@@ -439,10 +455,17 @@ def dump(
 @click.option(
     "--wait", default=60.0, show_default=True, help="Seconds to wait for another migrator."
 )
+@click.option(
+    "--jobs",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Restore workers at once, each on its own parts of the dump(s).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
 def restore(
     dsn: str,
-    dump_path: Path,
+    dump_paths: tuple[Path, ...],
     to_spec: str,
     transform: str | None,
     graph: str | None,
@@ -451,11 +474,13 @@ def restore(
     dry_run: bool,
     no_swap: bool,
     wait: float,
+    jobs: int,
     quiet: bool,
 ) -> None:
-    """Usage: langgraph-migrator restore --dsn DSN DUMP [--transform task-id] [--dry-run]
+    """Usage: langgraph-migrator restore --dsn DSN DUMP... [--transform task-id] [--jobs N]
 
-    Verify the dump and its types against the allowlist before writing anything,
+    Several DUMPs: the dumps of every shard (`dump --shard i/N`), restored
+    together. Verify the dumps and their types against the allowlist before writing anything,
     rebuild the tables with the new version's setup() in a shadow schema, write
     every checkpoint through the new saver, verify, then swap atomically; the old
     tables stay in langgraph_migrator_old_<ts> until `cleanup`.
@@ -464,7 +489,7 @@ def restore(
     """
     result = api.restore(
         dsn,
-        dump_path,
+        list(dump_paths),
         to_spec=to_spec,
         transform=transform,
         graph=graph,
@@ -473,6 +498,7 @@ def restore(
         dry_run=dry_run,
         swap=not no_swap,
         lock_wait=wait,
+        jobs=jobs,
         progress=_progress(quiet),
     )
     for change in result.changes:

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
+import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,16 @@ import psycopg
 from psycopg import sql
 
 from migrator import envs
+from migrator.dump_manifest import (
+    DumpManifest,
+    DumpSet,
+    disallowed_types,
+    load_dump_set,
+    manifest_path,
+    merge_parts,
+    sub_shards,
+    swap_refusal,
+)
 from migrator.errors import (
     ConfigError,
     ConnectError,
@@ -42,15 +53,10 @@ from migrator.postgres import redact_dsn
 
 Progress = Callable[[str], None]
 
-MANIFEST_FORMAT = "langgraph-migrator/dump-manifest@1"
-MANIFEST_SUFFIX = ".manifest.json"
 SHADOW_PREFIX = "langgraph_migrator_shadow_"
 OLD_PREFIX = "langgraph_migrator_old_"
 #: Tables a swap moves, when present.
 SWAP_TABLES = ("checkpoint_migrations", "checkpoints", "checkpoint_blobs", "checkpoint_writes")
-#: Classes every restore may rebuild (the new saver's own types).
-BUILTIN_ALLOWED = ("langgraph.types.Send", "langgraph.types.Interrupt")
-BUILTIN_ALLOWED_PREFIXES = ("langchain_core.messages.",)
 BUILTIN_TRANSFORMS = ("task-id",)
 WRITE_MODES = ("bulk", "put")
 #: The ledger's ``backups.kind`` for a kept old-tables or shadow schema.
@@ -72,56 +78,9 @@ THREAD_COUNTS_SQL = (
 )
 WRITE_COUNTS_SQL = "SELECT thread_id, count(*) AS n FROM {}.checkpoint_writes GROUP BY thread_id"
 
-_SHARD_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
-
 
 def _quiet(_: str) -> None:
     return None
-
-
-@dataclass(frozen=True)
-class DumpManifest:
-    """What a dump holds (``<dump>.manifest.json``).
-
-    Attributes:
-        path: The dump file.
-        sha256: SHA-256 of the dump file's bytes.
-        size: Its size in bytes.
-        records: Checkpoint records.
-        threads: Per thread: ``checkpoints``, ``writes``, ``namespaces``.
-        types: Every class named in the dump's type tags.
-        errors: Values the old version could not read or encode (path: error).
-        versions: The versions that wrote the dump.
-        shard: ``(i, n)`` when the dump holds one shard.
-        blobs: Blob records (distinct channel values, each stored once).
-    """
-
-    path: Path
-    sha256: str
-    size: int
-    records: int
-    threads: dict[str, dict[str, int]]
-    types: tuple[str, ...]
-    errors: tuple[str, ...]
-    versions: dict[str, Any]
-    shard: tuple[int, int] | None = None
-    blobs: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        """The manifest as written next to the dump."""
-        return {
-            "format": MANIFEST_FORMAT,
-            "file": self.path.name,
-            "sha256": self.sha256,
-            "bytes": self.size,
-            "records": self.records,
-            "blobs": self.blobs,
-            "threads": self.threads,
-            "types": list(self.types),
-            "errors": list(self.errors),
-            "versions": self.versions,
-            "shard": list(self.shard) if self.shard else None,
-        }
 
 
 @dataclass(frozen=True)
@@ -169,27 +128,6 @@ class RestoreResult:
         }
 
 
-def manifest_path(dump_path: Path) -> Path:
-    """Where the manifest of ``dump_path`` lives."""
-    return dump_path.with_name(dump_path.name + MANIFEST_SUFFIX)
-
-
-def parse_shard(text: str | None) -> tuple[int, int] | None:
-    """``"i/N"`` -> ``(i, N)`` with ``0 <= i < N``.
-
-    Raises:
-        ConfigError: malformed or out of range.
-    """
-    if text is None:
-        return None
-    match = _SHARD_RE.match(text)
-    if not match or int(match.group(2)) < 1 or int(match.group(1)) >= int(match.group(2)):
-        raise ConfigError(
-            f"--shard {text!r} is not i/N with 0 <= i < N.", hint="e.g. --shard 0/4 ... 3/4"
-        )
-    return int(match.group(1)), int(match.group(2))
-
-
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -212,10 +150,15 @@ def dump_threads(
     *,
     shard: tuple[int, int] | None = None,
     threads: Iterable[str] | None = None,
+    jobs: int = 1,
     progress: Progress = _quiet,
     timeout: float = 3600.0,
 ) -> DumpManifest:
     """Dump every thread of ``dsn`` through ``env``'s saver to ``out_path`` (+ manifest).
+
+    With ``jobs`` > 1, that many workers read disjoint ``thread_id`` hash shards
+    at once; the file is their gzip members in order (its manifest's ``parts``),
+    which a restore reads with as many workers.
 
     Args:
         dsn: The database (read only).
@@ -223,6 +166,7 @@ def dump_threads(
         out_path: The dump file to write (gzip JSON lines).
         shard: ``(i, n)``: only threads with ``hashtext(thread_id) mod n == i``.
         threads: Only these thread ids.
+        jobs: Workers (and database connections) reading at once.
         progress: One-line progress messages.
         timeout: Seconds the worker may take.
 
@@ -230,8 +174,8 @@ def dump_threads(
         The manifest, also written to ``<out_path>.manifest.json``.
 
     Raises:
-        ConfigError: ``out_path`` exists or its directory does not.
-        WorkerError: the old version failed to read the data.
+        ConfigError: ``out_path`` exists or its directory does not; ``jobs`` < 1.
+        WorkerError: the old version failed to read the data (no file is left).
     """
     out_path = Path(out_path).resolve()
     if out_path.exists():
@@ -241,104 +185,72 @@ def dump_threads(
         )
     if not out_path.parent.is_dir():
         raise ConfigError(f"directory {out_path.parent.name!r} does not exist.", hint="create it")
-    progress(f"dumping threads with {env.label}")
-    request = {
-        "dsn": dsn,
-        "path": str(out_path),
-        "shard": list(shard) if shard else None,
-        "threads": list(threads) if threads is not None else None,
-    }
-    result = envs.run_worker(env, "dump", request, timeout=timeout)
-    manifest = _manifest_from(out_path, result)
+    if jobs < 1:
+        raise ConfigError(f"--jobs {jobs} is not a positive number.", hint="e.g. --jobs 2")
+    selected = list(threads) if threads is not None else None
+    requests: list[dict[str, Any]]
+    if selected is not None:
+        chunks = [selected[k::jobs] for k in range(min(jobs, max(1, len(selected))))]
+        requests = [{"shard": None, "threads": chunk} for chunk in chunks]
+    else:
+        pairs = sub_shards(shard, jobs) if jobs > 1 else [shard]
+        requests = [{"shard": list(p) if p else None, "threads": None} for p in pairs]
+    if len(requests) == 1:
+        progress(f"dumping threads with {env.label}")
+        result = envs.run_worker(
+            env, "dump", {"dsn": dsn, "path": str(out_path), **requests[0]}, timeout=timeout
+        )
+        results, sha256 = [result], str(result["sha256"])
+    else:
+        progress(f"dumping threads with {env.label}: {len(requests)} workers")
+        results, sha256 = _dump_parts(dsn, env, out_path, requests, timeout, progress)
+    manifest = merge_parts(
+        out_path, results, sha256=sha256, shard=shard, selected=selected is not None
+    )
     manifest_path(out_path).write_text(
         json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8"
     )
     return manifest
 
 
-def _manifest_from(path: Path, data: dict[str, Any]) -> DumpManifest:
-    shard = data.get("shard")
-    return DumpManifest(
-        path=path,
-        sha256=str(data["sha256"]),
-        size=int(data["bytes"]),
-        records=int(data["records"]),
-        threads={str(k): {kk: int(vv) for kk, vv in v.items()} for k, v in data["threads"].items()},
-        types=tuple(sorted(str(t) for t in data.get("types", []))),
-        errors=tuple(str(e) for e in data.get("errors", [])),
-        versions=dict(data.get("versions") or {}),
-        shard=(int(shard[0]), int(shard[1])) if shard else None,
-        blobs=int(data.get("blobs", 0)),
-    )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def load_manifest(dump_path: Path) -> DumpManifest:
-    """Read a dump's manifest and check the dump file against it (nothing is written).
-
-    Raises:
-        ConfigError: the manifest is missing or malformed, or the dump's size or
-            sha256 differ from it (corrupt, truncated or tampered).
-    """
-    dump_path = Path(dump_path).resolve()
-    mpath = manifest_path(dump_path)
-    hint = "re-run `langgraph-migrator dump`; never edit a dump or its manifest"
-    if not dump_path.is_file():
-        raise ConfigError(f"dump {dump_path.name} does not exist.", hint="pass the dump file")
+def _dump_parts(
+    dsn: str,
+    env: envs.VersionEnv,
+    out_path: Path,
+    requests: list[dict[str, Any]],
+    timeout: float,
+    progress: Progress,
+) -> tuple[list[dict[str, Any]], str]:
+    """Run one dump worker per request at once; concatenate their files into ``out_path``."""
+    part_paths = [out_path.with_name(f".{out_path.name}.part{k}") for k in range(len(requests))]
+    partial = out_path.with_name(f".{out_path.name}.partial")
     try:
-        data = json.loads(mpath.read_text(encoding="utf-8"))
-        if data.get("format") != MANIFEST_FORMAT:
-            raise ValueError(f"format is {data.get('format')!r}, not {MANIFEST_FORMAT!r}")
-        manifest = _manifest_from(dump_path, data)
-    except FileNotFoundError:
-        raise ConfigError(
-            f"dump {dump_path.name} has no manifest {mpath.name}.", hint=hint
-        ) from None
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ConfigError(f"manifest {mpath.name} is malformed: {exc}.", hint=hint) from exc
-    size = dump_path.stat().st_size
-    if size != manifest.size:
-        raise ConfigError(
-            f"dump {dump_path.name} is {size} bytes, its manifest says {manifest.size} "
-            "(truncated or changed); nothing was written.",
-            hint=hint,
-        )
-    actual = _sha256(dump_path)
-    if actual != manifest.sha256:
-        raise ConfigError(
-            f"dump {dump_path.name} has sha256 {actual[:12]}…, its manifest says "
-            f"{manifest.sha256[:12]}… (corrupt or tampered); nothing was written.",
-            hint=hint,
-        )
-    return manifest
-
-
-def disallowed_types(manifest: DumpManifest, allow_types: Iterable[str]) -> list[str]:
-    """Classes in the dump that neither the built-in list nor ``allow_types`` allow."""
-    allowed = set(BUILTIN_ALLOWED) | set(allow_types)
-    return [
-        t for t in manifest.types if t not in allowed and not t.startswith(BUILTIN_ALLOWED_PREFIXES)
-    ]
-
-
-def read_allow_file(path: Path) -> list[str]:
-    """Class names from an allowlist file: one per line, ``#`` comments.
-
-    Raises:
-        ConfigError: the file cannot be read.
-    """
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read allowlist {Path(path).name}: {exc.strerror}.") from exc
-    return [ln.split("#", 1)[0].strip() for ln in text.splitlines() if ln.split("#", 1)[0].strip()]
+        with ThreadPoolExecutor(max_workers=len(requests)) as pool:
+            futures = [
+                pool.submit(
+                    envs.run_worker,
+                    env,
+                    "dump",
+                    {"dsn": dsn, "path": str(path), **request},
+                    timeout=timeout,
+                )
+                for path, request in zip(part_paths, requests, strict=True)
+            ]
+            results = [f.result() for f in futures]
+        digest = hashlib.sha256()
+        with partial.open("wb") as out:
+            for k, (path, result) in enumerate(zip(part_paths, results, strict=True)):
+                with path.open("rb") as part:
+                    while chunk := part.read(1 << 20):
+                        digest.update(chunk)
+                        out.write(chunk)
+                progress(f"part {k + 1}/{len(results)}: {result['records']} checkpoints")
+        partial.replace(out_path)
+    finally:
+        for path in (*part_paths, partial):
+            path.unlink(missing_ok=True)
+            path.with_name(path.name + ".partial").unlink(missing_ok=True)
+    return results, digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- restore
@@ -352,7 +264,7 @@ def _execute(dsn: str, query: sql.Composed) -> None:
 def restore_dump(
     dsn: str,
     env: envs.VersionEnv,
-    dump_path: Path,
+    dump_path: Path | Sequence[Path],
     *,
     transform: str | None = None,
     graph: str | None = None,
@@ -365,13 +277,15 @@ def restore_dump(
     lock_wait: float = 60.0,
     extra_env: dict[str, str] | None = None,
     write_mode: str = "bulk",
+    jobs: int = 1,
 ) -> RestoreResult:
     """Restore a dump through ``env``'s saver into a shadow schema, verify, swap.
 
     Args:
         dsn: The database to restore into.
         env: The version environment to write with (the NEW one).
-        dump_path: A dump made by :func:`dump_threads` (its manifest beside it).
+        dump_path: A dump made by :func:`dump_threads` (its manifest beside it),
+            or the dumps of every shard (``dump --shard i/N``), restored together.
         transform: ``"task-id"`` (built-in, H-TASK-ID), ``"module:function"``
             (applied per checkpoint), ``"task-id,module:function"`` or None.
         graph: ``module:attr`` of the application graph, for ``task-id``
@@ -390,13 +304,16 @@ def restore_dump(
             rows, which are loaded with COPY (falls back to ``"put"`` where the
             saver has no ``_cursor``); ``"put"``: every call goes to the database.
             Both write the same rows.
+        jobs: Restore workers at once, each on its own parts of the dump(s)
+            (a dump has as many parts as ``dump --jobs``; shard dumps one each).
 
     Returns:
         What was restored, changed, and where the old tables went.
 
     Raises:
         ConfigError: corrupt/tampered dump, types outside the allowlist, bad
-            transform spec (exit 2); nothing written.
+            transform spec, dumps that do not fit together, a swap of only some
+            threads (missing shards, ``--thread`` dumps) (exit 2); nothing written.
         MigrationError: the restore failed after the shadow schema was created;
             it was dropped and the live tables are untouched (exit 5).
         VerificationError: the restored data reads back differently (exit 1);
@@ -409,24 +326,32 @@ def restore_dump(
             f"write mode {write_mode!r} is not one of {', '.join(WRITE_MODES)}.",
             hint="use bulk (default) or put",
         )
-    manifest = load_manifest(Path(dump_path))
+    if jobs < 1:
+        raise ConfigError(f"--jobs {jobs} is not a positive number.", hint="e.g. --jobs 2")
+    paths = [dump_path] if isinstance(dump_path, (str, Path)) else list(dump_path)
+    dumps = load_dump_set([Path(p) for p in paths])
     task_id, user = _split_transform(transform)
-    if manifest.errors:
-        shown = "; ".join(manifest.errors[:5])
+    if dumps.errors:
+        shown = "; ".join(dumps.errors[:5])
         raise ConfigError(
-            f"the dump holds {len(manifest.errors)} value(s) the old version could not read: "
-            f"{shown}.",
+            f"the dump holds {len(dumps.errors)} value(s) the old version could not read: {shown}.",
             hint="fix or delete those threads in the source database and dump again",
         )
-    refused = disallowed_types(manifest, allow_types)
+    refused = disallowed_types(dumps.types, allow_types)
     if refused:
         raise ConfigError(
             f"the dump contains types outside the allowlist: {', '.join(refused)}.",
             hint="review them, then pass --allow-type CLASS for each (or --allow-file FILE)",
         )
+    refusal = swap_refusal(dumps) if swap and not dry_run else None
+    if refusal:
+        raise ConfigError(
+            f"refusing to swap: {refusal}, and the swap would hide every other thread; "
+            "nothing was written.",
+            hint="restore every shard's dump together, or pass --no-swap",
+        )
     request: dict[str, Any] = {
         "dsn": dsn,
-        "path": str(manifest.path),
         "allow_types": sorted(set(allow_types)),
         "transform": user,
         "task_id": task_id,
@@ -434,9 +359,10 @@ def restore_dump(
         "dry_run": dry_run,
         "write_mode": write_mode,
     }
+    runner = _PartRunner(env, request, dumps, jobs, timeout, extra_env, dsn, progress)
     if dry_run:
         progress(f"dry run: decoding and transforming with {env.label}")
-        result = _run_restore(env, request, timeout, extra_env, shadow=None, dsn=dsn)
+        result = runner.run(shadow=None)
         return RestoreResult(
             threads=result["threads"],
             changes=tuple(result["changes"]),
@@ -451,13 +377,11 @@ def restore_dump(
         try:
             progress(f"restoring into shadow schema {shadow} with {env.label}")
             phase = time.perf_counter()
-            result = _run_restore(
-                env, {**request, "schema": shadow}, timeout, extra_env, shadow=shadow, dsn=dsn
-            )
+            result = runner.run(shadow=shadow)
             timings = {f"worker_{k}": float(v) for k, v in (result.get("timings") or {}).items()}
             timings["worker"] = time.perf_counter() - phase
             phase = time.perf_counter()
-            _check_counts(dsn, shadow, manifest, result)
+            _check_counts(dsn, shadow, dumps.threads)
             old_schema = None
             if swap:
                 progress(f"swapping {shadow} in; live tables move to {OLD_PREFIX}{stamp}")
@@ -470,17 +394,18 @@ def restore_dump(
         _record_backup(
             dsn,
             old_schema or shadow,
-            manifest,
+            dumps,
             status="kept" if old_schema else "unswapped",
             details={
                 "role": "old-tables" if old_schema else "shadow",
                 "shadow_schema": shadow,
                 "old_schema": old_schema,
                 "live_schema": schema,
-                "dump": manifest.path.name,
-                "threads": len(manifest.threads),
-                "checkpoints": manifest.records,
+                "dump": ", ".join(m.path.name for m in dumps.manifests),
+                "threads": len(dumps.threads),
+                "checkpoints": dumps.records,
                 "write_mode": result.get("write_mode"),
+                "jobs": runner.jobs,
                 "versions": result.get("versions", {}),
             },
             progress=progress,
@@ -497,6 +422,94 @@ def restore_dump(
         write_mode=str(result.get("write_mode") or write_mode),
         timings={k: round(v, 3) for k, v in timings.items()},
     )
+
+
+class _PartRunner:
+    """Runs the restore worker on every part of a dump set, ``jobs`` at a time.
+
+    With several parts writing into one shadow schema, the new version's
+    ``setup()`` runs there once first (concurrent ``setup()`` calls race:
+    H-SETUP-RACE); each worker's own ``setup()`` then finds nothing to do.
+    """
+
+    def __init__(
+        self,
+        env: envs.VersionEnv,
+        request: dict[str, Any],
+        dumps: DumpSet,
+        jobs: int,
+        timeout: float,
+        extra_env: dict[str, str] | None,
+        dsn: str,
+        progress: Progress,
+    ) -> None:
+        self.env, self.request, self.dumps = env, request, dumps
+        self.parts = dumps.parts
+        self.jobs = max(1, min(jobs, len(self.parts)))
+        self.timeout, self.extra_env, self.dsn, self.progress = timeout, extra_env, dsn, progress
+
+    def run(self, *, shadow: str | None) -> dict[str, Any]:
+        """Every part's worker result, merged (the first failure is raised)."""
+        if shadow is not None and len(self.parts) > 1:
+            envs.run_worker(
+                self.env, "setup", {"dsn": in_schema(self.dsn, shadow)}, timeout=self.timeout
+            )
+        requests = [
+            {
+                **self.request,
+                "path": str(manifest.path),
+                "offset": part.offset,
+                "length": part.size,
+                **({"schema": shadow} if shadow is not None else {}),
+            }
+            for manifest, part in self.parts
+        ]
+        if len(requests) > 1:
+            self.progress(f"{len(requests)} parts, {self.jobs} worker(s) at once")
+        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            futures = [pool.submit(self._one, r, shadow) for r in requests]
+            failure: BaseException | None = None
+            results = []
+            for future in futures:
+                try:
+                    results.append(future.result())
+                except BaseException as exc:  # noqa: BLE001 - raised below, after the others
+                    if failure is None:
+                        failure = exc
+                        pool.shutdown(wait=False, cancel_futures=True)
+        if failure is not None:
+            raise failure
+        return _merged(results)
+
+    def _one(self, request: dict[str, Any], shadow: str | None) -> dict[str, Any]:
+        return _run_restore(
+            self.env, request, self.timeout, self.extra_env, shadow=shadow, dsn=self.dsn
+        )
+
+
+def _merged(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One restore result from the parts' (threads are disjoint; timings summed)."""
+    timings: dict[str, float] = {}
+    for result in results:
+        for key, value in (result.get("timings") or {}).items():
+            timings[key] = round(timings.get(key, 0.0) + float(value), 3)
+    first = results[0]
+    return {
+        "threads": {t: c for r in results for t, c in r["threads"].items()},
+        "changes": [c for r in results for c in r["changes"]],
+        "problems": [p for r in results for p in r.get("problems", [])],
+        "write_mode": first.get("write_mode"),
+        "versions": first.get("versions", {}),
+        "timings": timings,
+    }
+
+
+def in_schema(dsn: str, schema: str) -> str:
+    """``dsn`` with ``search_path`` set to ``schema`` (kept with any other ``options``)."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    options = str(conninfo_to_dict(dsn).get("options") or "")
+    return make_conninfo(dsn, options=f"{options} -c search_path={schema}".strip())
 
 
 def _split_transform(spec: str | None) -> tuple[bool, str | None]:
@@ -550,7 +563,8 @@ def _run_restore(
     return result
 
 
-def _check_counts(dsn: str, shadow: str, manifest: DumpManifest, result: dict[str, Any]) -> None:
+def _check_counts(dsn: str, shadow: str, threads: dict[str, dict[str, int]]) -> None:
+    """Checkpoints and writes per thread in the shadow equal the dumps' manifests."""
     with _connect(dsn) as conn:
         cps = dict(
             conn.execute(sql.SQL(THREAD_COUNTS_SQL).format(sql.Identifier(shadow))).fetchall()
@@ -559,14 +573,14 @@ def _check_counts(dsn: str, shadow: str, manifest: DumpManifest, result: dict[st
             conn.execute(sql.SQL(WRITE_COUNTS_SQL).format(sql.Identifier(shadow))).fetchall()
         )
     problems = []
-    for tid, counts in manifest.threads.items():
+    for tid, counts in threads.items():
         if cps.get(tid, 0) != counts["checkpoints"]:
             problems.append(
                 f"{tid}: {cps.get(tid, 0)} checkpoints, dump has {counts['checkpoints']}"
             )
         if wrs.get(tid, 0) != counts["writes"]:
             problems.append(f"{tid}: {wrs.get(tid, 0)} writes, dump has {counts['writes']}")
-    extra = sorted(set(cps) - set(manifest.threads))
+    extra = sorted(set(cps) - set(threads))
     if extra:
         problems.append(f"threads not in the dump: {', '.join(extra[:5])}")
     if problems:
@@ -616,7 +630,7 @@ def _swap(dsn: str, shadow: str, live: str, old: str) -> str:
 def _record_backup(
     dsn: str,
     location: str,
-    manifest: DumpManifest,
+    dumps: DumpSet,
     *,
     status: str,
     details: dict[str, Any],
@@ -634,7 +648,9 @@ def _record_backup(
             dsn,
             LEDGER_KIND,
             location,
-            manifest.to_dict(),
+            dumps.manifests[0].to_dict()
+            if len(dumps.manifests) == 1
+            else {"dumps": [m.to_dict() for m in dumps.manifests]},
             status=status,
             details=details,
         )
@@ -676,6 +692,11 @@ def _is_tool_schema(name: str) -> bool:
 # --------------------------------------------------------------------------- fallback
 
 
+def default_jobs() -> int:
+    """Workers for the fallback's dump and restore: the cores, at most 4."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 def run_fallback(
     dsn: str,
     old_env: envs.VersionEnv,
@@ -687,6 +708,7 @@ def run_fallback(
     allow_types: Iterable[str] | None = None,
     progress: Progress = _quiet,
     extra_env: dict[str, str] | None = None,
+    jobs: int | None = None,
 ) -> RestoreResult:
     """Dump with ``old_env``, restore with ``new_env`` (+ transform), verify, swap.
 
@@ -701,13 +723,15 @@ def run_fallback(
             (the caller vouches for the source database).
         progress: One-line progress messages.
         extra_env: Extra worker environment (user modules on ``PYTHONPATH``).
+        jobs: Dump and restore workers at once (default :func:`default_jobs`).
 
     Returns:
         The restore result.
     """
+    jobs = default_jobs() if jobs is None else jobs
     stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
     dump = Path(work_dir) / f"fallback-{stamp}-{int(time.time() * 1e6) % 1_000_000}.lgdump"
-    manifest = dump_threads(dsn, old_env, dump, progress=progress)
+    manifest = dump_threads(dsn, old_env, dump, jobs=jobs, progress=progress)
     allowed = list(manifest.types) if allow_types is None else list(allow_types)
     return restore_dump(
         dsn,
@@ -718,4 +742,5 @@ def run_fallback(
         allow_types=allowed,
         progress=progress,
         extra_env=extra_env,
+        jobs=jobs,
     )

@@ -40,6 +40,7 @@ import decimal
 import gzip
 import hashlib
 import importlib
+import io
 import json
 import re
 import time
@@ -294,8 +295,44 @@ def decode_record(
 # --------------------------------------------------------------------------- reading
 
 
-def read_dump(path: str) -> Iterator[dict[str, Any]]:
+class _Window(io.RawIOBase):
+    """``length`` bytes of a file from its current position (one part of a dump)."""
+
+    def __init__(self, fh: Any, length: int) -> None:
+        self._fh, self._left = fh, length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._fh.read(min(len(buffer), self._left))
+        self._left -= len(data)
+        buffer[: len(data)] = data
+        return len(data)
+
+
+@contextmanager
+def _open_text(path: str, offset: int, length: int | None) -> Iterator[Any]:
+    """The dump's text: the whole file, or the gzip member at ``offset`` (``length`` bytes)."""
+    if length is None:
+        with gzip.open(path, "rt", encoding="utf-8") as fh:
+            yield fh
+        return
+    with open(path, "rb") as raw:
+        raw.seek(offset)
+        window = io.BufferedReader(_Window(raw, length), 1 << 20)
+        with gzip.GzipFile(fileobj=window) as gz, io.TextIOWrapper(gz, encoding="utf-8") as fh:
+            yield fh
+
+
+def read_dump(path: str, offset: int = 0, length: int | None = None) -> Iterator[dict[str, Any]]:
     """Raw records of a dump (``blob`` and ``checkpoint``), header and trailer checked.
+
+    Args:
+        path: The dump file.
+        offset: Where the part to read starts (a dump made with ``--jobs`` has
+            one gzip member per part; the manifest lists them).
+        length: The part's length in bytes (None: the whole file, one part).
 
     Raises:
         DumpFormatError: not gzip/JSON lines, unknown format or record kind, blob
@@ -305,7 +342,7 @@ def read_dump(path: str) -> Iterator[dict[str, Any]]:
     blobs = 0
     ended = False
     try:
-        with gzip.open(path, "rt", encoding="utf-8") as fh:
+        with _open_text(path, offset, length) as fh:
             first = json.loads(fh.readline() or "null")
             if not isinstance(first, dict) or first.get("format") not in READABLE_FORMATS:
                 raise DumpFormatError(f"not a {DUMP_FORMAT} file")
@@ -785,7 +822,10 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     problems: list[str] = []
 
     def _prepared() -> Iterator[list[dict[str, Any]]]:
-        for raw_thread in by_thread(read_dump(str(request["path"]))):
+        stream = read_dump(
+            str(request["path"]), int(request.get("offset") or 0), request.get("length")
+        )
+        for raw_thread in by_thread(stream):
             blobs, raw_checkpoints = split_blobs(decoder, raw_thread)
             if not raw_checkpoints:
                 raise DumpFormatError(f"thread {raw_thread[0]['thread_id']} has no checkpoints")

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from migrator import dumprestore, envs, fixtures
+from migrator import dump_manifest, dumprestore, envs, fixtures
 from migrator.compare import compare_resumes, compare_snapshots
 from migrator.errors import ConfigError, MigrationError
 from migrator.postgres import Server, scratch_database
@@ -268,8 +268,8 @@ def live_db(pg_default: Server) -> Iterator[str]:
 def _copy_dump(src: Path, dst_dir: Path) -> Path:
     dst = dst_dir / src.name
     dst.write_bytes(src.read_bytes())
-    mpath = dumprestore.manifest_path(src)
-    dumprestore.manifest_path(dst).write_bytes(mpath.read_bytes())
+    mpath = dump_manifest.manifest_path(src)
+    dump_manifest.manifest_path(dst).write_bytes(mpath.read_bytes())
     return dst
 
 
@@ -297,12 +297,12 @@ def test_damaged_dump_is_rejected_before_any_write(
         lines = gzip.decompress(data).decode().splitlines()
         lines[1] = lines[1].replace('"log"', '"LOG"', 1)
         dump.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
-        mpath = dumprestore.manifest_path(dump)
+        mpath = dump_manifest.manifest_path(dump)
         manifest = json.loads(mpath.read_text())
         manifest["bytes"] = dump.stat().st_size
         mpath.write_text(json.dumps(manifest))
     else:
-        dumprestore.manifest_path(dump).unlink()
+        dump_manifest.manifest_path(dump).unlink()
     before = _counts(live_db)
     with pytest.raises(ConfigError) as err:
         dumprestore.restore_dump(live_db, new_env, dump, allow_types=RICH_TYPES)
@@ -314,7 +314,7 @@ def test_damaged_dump_is_rejected_before_any_write(
 def test_type_outside_allowlist_is_refused_with_the_list(
     dumped_2_0_25: Path, live_db: str, new_env: envs.VersionEnv
 ) -> None:
-    manifest = dumprestore.load_manifest(dumped_2_0_25)
+    manifest = dump_manifest.load_manifest(dumped_2_0_25)
     assert set(RICH_TYPES) <= set(manifest.types)
     before = _counts(live_db)
     with pytest.raises(ConfigError) as err:
@@ -332,7 +332,7 @@ def test_worker_refuses_a_class_the_host_did_not_allow(
 ) -> None:
     """Defence in depth: a manifest edited to hide a type still cannot smuggle it in."""
     dump = _copy_dump(dumped_2_0_25, tmp_path)
-    mpath = dumprestore.manifest_path(dump)
+    mpath = dump_manifest.manifest_path(dump)
     manifest = json.loads(mpath.read_text())
     manifest["types"] = [t for t in manifest["types"] if t not in RICH_TYPES]
     mpath.write_text(json.dumps(manifest))
@@ -495,7 +495,7 @@ def test_restore_records_kept_schema_in_ledger_and_cleanup_marks_it(
     kept = [b for b in ledger.list_backups(live_db) if b.kind == "shadow-tables"]
     assert [(b.location, b.status) for b in kept] == [(result.old_schema, "kept")]
     assert kept[0].details["shadow_schema"] == result.shadow_schema
-    assert kept[0].manifest["sha256"] == dumprestore.load_manifest(dumped_2_0_25).sha256
+    assert kept[0].manifest["sha256"] == dump_manifest.load_manifest(dumped_2_0_25).sha256
     assert dumprestore.cleanup(live_db) == [result.old_schema]
     after = [b for b in ledger.list_backups(live_db) if b.kind == "shadow-tables"]
     assert [b.status for b in after] == ["deleted"]

@@ -1,0 +1,164 @@
+"""Dump and restore with several workers: ``--jobs``, shard dumps restored together.
+
+Real old versions write the data (the per-era fixtures), real old environments
+dump it, the newest restores it, on real Postgres. Several workers must write
+exactly the rows one worker writes; a set of shard dumps restores only whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from migrator import dump_manifest, dumprestore, envs, fixtures
+from migrator.errors import ConfigError, MigrationError
+from migrator.postgres import Server, scratch_database
+
+pytestmark = [pytest.mark.timeout(900)]
+
+ROOT = Path(__file__).resolve().parents[2] / "canary_fixtures"
+TABLE_ROWS_SQL = {
+    "checkpoints": "SELECT * FROM checkpoints ORDER BY thread_id, checkpoint_ns, checkpoint_id",
+    "checkpoint_blobs": (
+        "SELECT * FROM checkpoint_blobs ORDER BY thread_id, checkpoint_ns, channel, version"
+    ),
+    "checkpoint_writes": (
+        "SELECT * FROM checkpoint_writes"
+        " ORDER BY thread_id, checkpoint_ns, checkpoint_id, task_id, idx"
+    ),
+}
+SCHEMAS_SQL = "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'langgraph_migrator_%'"
+FAIL_ONE_THREAD = """
+def explode(record):
+    if record["thread_id"] == "canary:time_travel":
+        raise ValueError("planned failure in one part")
+    return record
+"""
+
+
+def _env(spec: str) -> envs.VersionEnv:
+    return envs.ensure_env(envs.parse_version_set(spec))
+
+
+@pytest.fixture(scope="module")
+def new_env() -> envs.VersionEnv:
+    return _env("current")
+
+
+def _rows(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
+    with psycopg.connect(dsn) as conn:
+        return {t: conn.execute(q).fetchall() for t, q in TABLE_ROWS_SQL.items()}
+
+
+def _schemas(dsn: str) -> list[str]:
+    with psycopg.connect(dsn) as conn:
+        return sorted(r[0] for r in conn.execute(SCHEMAS_SQL).fetchall())
+
+
+def _hash_shard(thread_id: str, count: int, dsn: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT (hashtext(%s) & 2147483647) %% %s", (thread_id, count))
+        found = row.fetchone()
+    assert found is not None
+    return int(found[0])
+
+
+@pytest.fixture
+def era_2_0_8(pg_default: Server) -> Iterator[str]:
+    """The 2.0.8 fixture: subgraph namespaces, pending writes with task paths, sends."""
+    with scratch_database(pg_default) as dsn:
+        fixtures.import_tables(dsn, ROOT / "2.0.8")
+        yield dsn
+
+
+def test_two_workers_write_exactly_what_one_writes(
+    era_2_0_8: str, pg_default: Server, new_env: envs.VersionEnv, tmp_path: Path
+) -> None:
+    old_env = _env("langgraph-checkpoint-postgres==2.0.8")
+    one = dumprestore.dump_threads(era_2_0_8, old_env, tmp_path / "one.lgdump")
+    two = dumprestore.dump_threads(era_2_0_8, old_env, tmp_path / "two.lgdump", jobs=2)
+    assert len(one.parts) == 1 and len(two.parts) == 2
+    assert [p.shard for p in two.parts] == [(0, 2), (1, 2)]
+    assert (two.records, two.threads, two.types) == (one.records, one.threads, one.types)
+    assert sum(p.records for p in two.parts) == two.records
+    for part in two.parts:  # each part holds exactly its shard's threads
+        assert part.threads == sum(
+            1
+            for t in two.threads
+            if _hash_shard(t, 2, era_2_0_8) == part.shard[0]  # type: ignore[index]
+        )
+    assert dump_manifest.load_manifest(two.path) == two  # the written manifest reads back
+    with scratch_database(pg_default) as serial, scratch_database(pg_default) as parallel:
+        fixtures.import_tables(serial, ROOT / "2.0.8")
+        fixtures.import_tables(parallel, ROOT / "2.0.8")
+        seed = {"PYTHONHASHSEED": "0"}  # set/frozenset msgpack bytes follow the hash seed
+        allow = list(one.types)
+        a = dumprestore.restore_dump(serial, new_env, one.path, allow_types=allow, extra_env=seed)
+        b = dumprestore.restore_dump(
+            parallel, new_env, two.path, allow_types=allow, jobs=2, extra_env=seed
+        )
+        assert a.swapped and b.swapped and a.threads == b.threads
+        assert _rows(serial) == _rows(parallel)
+        assert len(_rows(parallel)["checkpoints"]) == one.records
+
+
+def test_shard_dumps_restore_only_together(
+    pg_default: Server, new_env: envs.VersionEnv, tmp_path: Path
+) -> None:
+    old_env = _env("langgraph-checkpoint-postgres==2.0.25")
+    rich = [
+        "migrator.worker.canaries.rich.CanaryColor",
+        "migrator.worker.canaries.rich.CanaryModel",
+        "migrator.worker.canaries.rich.CanaryRecord",
+    ]
+    with scratch_database(pg_default) as dsn:
+        fixtures.import_tables(dsn, ROOT / "2.0.25")
+        before = _rows(dsn)
+        shards = [
+            dumprestore.dump_threads(dsn, old_env, tmp_path / f"s{i}.lgdump", shard=(i, 2))
+            for i in range(2)
+        ]
+        assert not set(shards[0].threads) & set(shards[1].threads)
+        assert shards[0].threads and shards[1].threads
+        with pytest.raises(ConfigError, match=r"shard\(s\) 1/2 are missing") as err:
+            dumprestore.restore_dump(dsn, new_env, shards[0].path, allow_types=rich)
+        assert err.value.exit_code == 2
+        assert _rows(dsn) == before and _schemas(dsn) == []
+        result = dumprestore.restore_dump(
+            dsn, new_env, [s.path for s in shards], allow_types=rich, jobs=2
+        )
+        assert result.swapped and set(result.threads) == {t for s in shards for t in s.threads}
+        after = _rows(dsn)
+        assert {t: len(r) for t, r in after.items()} == {t: len(r) for t, r in before.items()}
+
+
+def test_a_failing_part_drops_the_shadow_and_leaves_live_untouched(
+    era_2_0_8: str, new_env: envs.VersionEnv, tmp_path: Path
+) -> None:
+    folder = tmp_path / "usercode"
+    folder.mkdir()
+    (folder / "failone.py").write_text(FAIL_ONE_THREAD)
+    extra = {"PYTHONPATH": f"{envs.worker_source_dir()}:{folder}"}
+    dump = dumprestore.dump_threads(
+        era_2_0_8, _env("langgraph-checkpoint-postgres==2.0.8"), tmp_path / "d.lgdump", jobs=3
+    )
+    before = _rows(era_2_0_8)
+    digest = hashlib.sha256(repr(before).encode()).hexdigest()
+    with pytest.raises(MigrationError, match="planned failure in one part") as err:
+        dumprestore.restore_dump(
+            era_2_0_8,
+            new_env,
+            dump.path,
+            transform="failone:explode",
+            allow_types=dump.types,
+            jobs=3,
+            extra_env=extra,
+        )
+    assert err.value.exit_code == 5
+    assert hashlib.sha256(repr(_rows(era_2_0_8)).encode()).hexdigest() == digest
+    assert _schemas(era_2_0_8) == []
