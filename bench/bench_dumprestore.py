@@ -13,7 +13,7 @@ Peak RSS: the bench process itself, and the largest of its finished child
 processes (the dump and restore workers; the naive loop runs in-process).
 
 Run: ``.venv/bin/python bench/bench_dumprestore.py [--checkpoints 5000] [--kb 4]
-[--write-mode bulk|put]``
+[--write-mode bulk|put] [--jobs 1,2] [--verify full|sample]``
 """
 
 from __future__ import annotations
@@ -81,14 +81,22 @@ def _dump_restore(
     manifest = dumprestore.dump_threads(src, env, dump, jobs=jobs)
     dumped = time.perf_counter() - started
     restored = dumprestore.restore_dump(
-        dst, env, dump, allow_types=manifest.types, write_mode=args.write_mode, jobs=jobs
+        dst,
+        env,
+        dump,
+        allow_types=manifest.types,
+        write_mode=args.write_mode,
+        jobs=jobs,
+        verify=args.verify,
     )
     total = time.perf_counter() - started
     assert restored.swapped and sum(t["checkpoints"] for t in restored.threads.values()) == copied
     print(
         f"dump+restore --jobs {jobs}: {manifest.records / total:8.0f} checkpoints/s "
         f"({total:.1f}s: dump {dumped:.1f}s, restore {total - dumped:.1f}s, "
-        f"{manifest.size / 2**20:.1f} MiB dump)  speed-up {naive / total:.2f}x"
+        f"{manifest.size / 2**20:.1f} MiB dump)  speed-up {naive / total:.2f}x; "
+        f"verified {restored.verified.get('threads')}/{restored.verified.get('of')} threads "
+        f"({args.verify})"
     )
     print(
         "  restore phases (s, worker phases summed over workers): "
@@ -105,6 +113,7 @@ def main() -> None:
     parser.add_argument("--checkpoints", type=int, default=5000)
     parser.add_argument("--kb", type=float, default=4.0)
     parser.add_argument("--write-mode", choices=dumprestore.WRITE_MODES, default="bulk")
+    parser.add_argument("--verify", choices=("full", "sample"), default="full")
     parser.add_argument(
         "--jobs", default="1,2", help="comma-separated worker counts to measure (default 1,2)"
     )

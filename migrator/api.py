@@ -300,6 +300,7 @@ def restore(
     swap: bool = True,
     lock_wait: float = 60.0,
     jobs: int = 1,
+    verify: str = "full",
     progress: Progress = _quiet,
     timeout: float = 3600.0,
 ) -> DumpRestoreResult:
@@ -332,6 +333,7 @@ def restore(
         timeout=timeout,
         extra_env={"PYTHONPATH": os.pathsep.join(search)},
         jobs=jobs,
+        verify=verify,
     )
 
 

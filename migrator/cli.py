@@ -462,6 +462,13 @@ def dump(
     type=click.IntRange(min=1),
     help="Restore workers at once, each on its own parts of the dump(s).",
 )
+@click.option(
+    "--verify",
+    type=click.Choice(["full", "sample"]),
+    default="full",
+    show_default=True,
+    help="Read back every restored checkpoint, or threads covering every type plus ~5%.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
 def restore(
     dsn: str,
@@ -475,6 +482,7 @@ def restore(
     no_swap: bool,
     wait: float,
     jobs: int,
+    verify: str,
     quiet: bool,
 ) -> None:
     """Usage: langgraph-migrator restore --dsn DSN DUMP... [--transform task-id] [--jobs N]
@@ -499,6 +507,7 @@ def restore(
         swap=not no_swap,
         lock_wait=wait,
         jobs=jobs,
+        verify=verify,
         progress=_progress(quiet),
     )
     for change in result.changes:
@@ -506,6 +515,9 @@ def restore(
     total = sum(t["checkpoints"] for t in result.threads.values())
     verb = "would restore" if dry_run else "restored"
     click.echo(f"{verb} {total} checkpoints of {len(result.threads)} thread(s)")
+    if result.verified:
+        checked = result.verified
+        click.echo(f"read back and compared: {checked['threads']} of {checked['of']} thread(s)")
     if result.old_schema:
         click.echo(f"previous tables kept in schema {result.old_schema} (drop with `cleanup`)")
     elif result.shadow_schema and not dry_run:

@@ -59,6 +59,7 @@ OLD_PREFIX = "langgraph_migrator_old_"
 SWAP_TABLES = ("checkpoint_migrations", "checkpoints", "checkpoint_blobs", "checkpoint_writes")
 BUILTIN_TRANSFORMS = ("task-id",)
 WRITE_MODES = ("bulk", "put")
+VERIFY_MODES = ("full", "sample")
 #: The ledger's ``backups.kind`` for a kept old-tables or shadow schema.
 LEDGER_KIND = "shadow-tables"
 
@@ -99,6 +100,7 @@ class RestoreResult:
         write_mode: ``bulk`` or ``put`` (how the rows were written).
         timings: Seconds per phase (``worker`` and its ``worker_*`` parts,
             ``counts_and_swap``, ``ledger``).
+        verified: ``{"mode", "threads", "of"}``: threads read back and compared.
     """
 
     threads: dict[str, dict[str, int]]
@@ -111,12 +113,14 @@ class RestoreResult:
     seconds: float = 0.0
     write_mode: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    verified: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {
             "write_mode": self.write_mode,
             "timings": self.timings,
+            "verified": self.verified,
             "threads": self.threads,
             "changes": list(self.changes),
             "dry_run": self.dry_run,
@@ -278,6 +282,7 @@ def restore_dump(
     extra_env: dict[str, str] | None = None,
     write_mode: str = "bulk",
     jobs: int = 1,
+    verify: str = "full",
 ) -> RestoreResult:
     """Restore a dump through ``env``'s saver into a shadow schema, verify, swap.
 
@@ -306,6 +311,10 @@ def restore_dump(
             Both write the same rows.
         jobs: Restore workers at once, each on its own parts of the dump(s)
             (a dump has as many parts as ``dump --jobs``; shard dumps one each).
+        verify: ``"full"``: every restored checkpoint is read back through the
+            new saver and compared with the dump; ``"sample"``: only threads
+            holding a type or tag not read back yet, threads a transform
+            changed, and about 1 in 20 of the others (counts are always checked).
 
     Returns:
         What was restored, changed, and where the old tables went.
@@ -328,6 +337,11 @@ def restore_dump(
         )
     if jobs < 1:
         raise ConfigError(f"--jobs {jobs} is not a positive number.", hint="e.g. --jobs 2")
+    if verify not in VERIFY_MODES:
+        raise ConfigError(
+            f"verify mode {verify!r} is not one of {', '.join(VERIFY_MODES)}.",
+            hint="use full (default) or sample",
+        )
     paths = [dump_path] if isinstance(dump_path, (str, Path)) else list(dump_path)
     dumps = load_dump_set([Path(p) for p in paths])
     task_id, user = _split_transform(transform)
@@ -358,6 +372,7 @@ def restore_dump(
         "graph": graph,
         "dry_run": dry_run,
         "write_mode": write_mode,
+        "verify": verify,
     }
     runner = _PartRunner(env, request, dumps, jobs, timeout, extra_env, dsn, progress)
     if dry_run:
@@ -421,15 +436,16 @@ def restore_dump(
         seconds=time.perf_counter() - started,
         write_mode=str(result.get("write_mode") or write_mode),
         timings={k: round(v, 3) for k, v in timings.items()},
+        verified=dict(result.get("verified") or {}),
     )
 
 
 class _PartRunner:
     """Runs the restore worker on every part of a dump set, ``jobs`` at a time.
 
-    With several parts writing into one shadow schema, the new version's
-    ``setup()`` runs there once first (concurrent ``setup()`` calls race:
-    H-SETUP-RACE); each worker's own ``setup()`` then finds nothing to do.
+    The workers share one shadow schema; each runs the new version's ``setup()``
+    there under a schema-keyed advisory lock, so the first builds the tables and
+    the others find nothing to do (concurrent ``setup()`` calls race: H-SETUP-RACE).
     """
 
     def __init__(
@@ -450,10 +466,6 @@ class _PartRunner:
 
     def run(self, *, shadow: str | None) -> dict[str, Any]:
         """Every part's worker result, merged (the first failure is raised)."""
-        if shadow is not None and len(self.parts) > 1:
-            envs.run_worker(
-                self.env, "setup", {"dsn": in_schema(self.dsn, shadow)}, timeout=self.timeout
-            )
         requests = [
             {
                 **self.request,
@@ -501,15 +513,12 @@ def _merged(results: list[dict[str, Any]]) -> dict[str, Any]:
         "write_mode": first.get("write_mode"),
         "versions": first.get("versions", {}),
         "timings": timings,
+        "verified": {
+            "mode": (first.get("verified") or {}).get("mode"),
+            "threads": sum(int((r.get("verified") or {}).get("threads", 0)) for r in results),
+            "of": sum(int((r.get("verified") or {}).get("of", 0)) for r in results),
+        },
     }
-
-
-def in_schema(dsn: str, schema: str) -> str:
-    """``dsn`` with ``search_path`` set to ``schema`` (kept with any other ``options``)."""
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-    options = str(conninfo_to_dict(dsn).get("options") or "")
-    return make_conninfo(dsn, options=f"{options} -c search_path={schema}".strip())
 
 
 def _split_transform(spec: str | None) -> tuple[bool, str | None]:

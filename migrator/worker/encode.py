@@ -26,8 +26,10 @@ import decimal
 import enum
 import json
 import math
+import operator
 import re
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 TYPE_KEY = "__type__"
@@ -38,6 +40,8 @@ encoder, ours and the host's, far from Python's recursion limit)."""
 
 _ADDRESS_RE = re.compile(r" at 0x[0-9a-fA-F]+")
 _EMPTY: tuple[Any, ...] = (None, "", [], {}, ())
+# A str key with one of these (what json escapes, space, "!") does not sort as its JSON.
+_UNSORTABLE_KEY_RE = re.compile(r"[\x00-\x22\\]")
 # Tool-call dicts carry a constant "type" tag in newer langchain-core only.
 _TOOL_CALL_KEYS = {
     "tool_calls": "tool_call",
@@ -124,6 +128,19 @@ class _Encoder:
             if math.isfinite(value):
                 return value
             return {TYPE_KEY: "float", "value": repr(value)}
+        if vtype is dict or vtype is list:  # the common containers, without the generic dispatch
+            if depth > MAX_DEPTH:
+                raise UnencodableValue(f"nested deeper than {MAX_DEPTH} levels")
+            key = id(value)
+            if key in self._active:
+                raise UnencodableValue(f"cyclic reference to a {vtype.__name__}")
+            self._active.add(key)
+            try:
+                if vtype is dict:
+                    return self._encode_dict(value, depth + 1)
+                return [self.encode(v, depth + 1) for v in value]
+            finally:
+                self._active.discard(key)
         if isinstance(value, enum.Enum):
             return {
                 TYPE_KEY: "enum",
@@ -145,6 +162,8 @@ class _Encoder:
 
     def _encode_compound(self, value: Any, depth: int) -> Any:
         d = depth + 1
+        if _is_plain_message_class(type(value)):  # what the checks below would reach
+            return self._encode_message(value, d)
         if isinstance(value, dict):
             return self._encode_dict(value, d)
         if isinstance(value, list):
@@ -231,10 +250,33 @@ class _Encoder:
         return self.encode(raw, d)
 
     def _encode_dict(self, value: dict[Any, Any], d: int) -> Any:
-        if all(type(k) is str and not k.startswith("__") for k in value):
-            return {k: self.encode(v, d) for k, v in value.items()}
-        items = [[self.encode(k, d), self.encode(v, d)] for k, v in value.items()]
-        items.sort(key=lambda kv: canonical_dumps(kv[0]))
+        for k in value:
+            if type(k) is not str or k.startswith("__"):
+                return self._encode_tagged_dict(value, d)
+        out = {}
+        for k, v in value.items():
+            vtype = type(v)
+            # JSON scalars encode as themselves: skip the call
+            plain = v is None or vtype is str or vtype is int or vtype is bool
+            out[k] = v if plain else self.encode(v, d)
+        return out
+
+    def _encode_tagged_dict(self, value: dict[Any, Any], d: int) -> dict[str, Any]:
+        items = []
+        by_text = False  # whether the keys sort differently from their canonical JSON
+        for k, v in value.items():
+            ktype, vtype = type(k), type(v)
+            key = k if ktype is str else self.encode(k, d)
+            if not by_text and (type(key) is not str or _UNSORTABLE_KEY_RE.search(key)):
+                by_text = True
+            plain = v is None or vtype is str or vtype is int or vtype is bool
+            items.append([key, v if plain else self.encode(v, d)])
+        if by_text:
+            items.sort(key=lambda kv: canonical_dumps(kv[0]))
+        else:
+            # Distinct str keys that json leaves unescaped, all of whose characters
+            # sort after '"': ordered as they are, they are ordered as their JSON is.
+            items.sort(key=operator.itemgetter(0))
         return {TYPE_KEY: "dict", "items": items}
 
     def _encode_message(self, value: Any, d: int) -> dict[str, Any]:
@@ -246,15 +288,24 @@ class _Encoder:
                 continue
             if name in _TOOL_CALL_KEYS and isinstance(raw, list):
                 raw = [_normalize_tool_call(c, _TOOL_CALL_KEYS[name]) for c in raw]
-            out[name] = self.encode(raw, d)
+            rtype = type(raw)
+            plain = raw is None or rtype is str or rtype is int or rtype is bool
+            out[name] = raw if plain else self.encode(raw, d)
         return {TYPE_KEY: "message", "class": type(value).__name__, "fields": out}
 
 
 def _is_empty_or_default(raw: Any, default: Any) -> bool:
+    # An exact None/str/list/dict/tuple equals the _EMPTY member of its type iff it is
+    # empty (builtin __eq__, cannot raise); any other type never matches _EMPTY.
+    rtype = type(raw)
+    if raw is None or (
+        (rtype is str or rtype is list or rtype is dict or rtype is tuple) and not raw
+    ):
+        return True
+    if default is _NO_DEFAULT or rtype is not type(default):
+        return False
     try:
-        if any(raw is e or (type(raw) is type(e) and raw == e) for e in _EMPTY):
-            return True
-        return default is not _NO_DEFAULT and type(raw) is type(default) and bool(raw == default)
+        return bool(raw == default)
     except Exception:  # noqa: BLE001 - odd __eq__: keep the field
         return False
 
@@ -276,22 +327,47 @@ _NO_DEFAULT: Any = _NoDefault()
 
 
 def _model_fields(value: Any) -> dict[str, Any] | None:
-    """Field name -> default for a pydantic v2 or v1 model instance, else None."""
+    """Field name -> default for a pydantic v2 or v1 model instance, else None.
+
+    The defaults are computed once per class (and again should the class's field
+    table be replaced); callers must not mutate the returned dict.
+    """
     cls = type(value)
-    if not any(c.__module__.startswith("pydantic") for c in cls.__mro__[1:]):
+    if not _has_pydantic_base(cls):
         return None
     v2 = getattr(cls, "model_fields", None)
     if isinstance(v2, dict) and hasattr(value, "model_dump"):
-        return {name: _v2_default(info) for name, info in v2.items()}
+        return _defaults_of(cls, v2, _v2_defaults)
     v1 = getattr(cls, "__fields__", None)
     if isinstance(v1, dict):
-        return {
-            name: _NO_DEFAULT
-            if getattr(info, "required", False)
-            else getattr(info, "default", None)
-            for name, info in v1.items()
-        }
+        return _defaults_of(cls, v1, _v1_defaults)
     return None
+
+
+#: class -> (the field table the defaults were computed from, the defaults)
+_DEFAULTS: dict[type, tuple[Any, dict[str, Any]]] = {}
+
+
+def _defaults_of(
+    cls: type, table: dict[str, Any], compute: Callable[[dict[str, Any]], dict[str, Any]]
+) -> dict[str, Any]:
+    cached = _DEFAULTS.get(cls)
+    if cached is not None and cached[0] is table:
+        return cached[1]
+    defaults = compute(table)
+    _DEFAULTS[cls] = (table, defaults)
+    return defaults
+
+
+def _v2_defaults(table: dict[str, Any]) -> dict[str, Any]:
+    return {name: _v2_default(info) for name, info in table.items()}
+
+
+def _v1_defaults(table: dict[str, Any]) -> dict[str, Any]:
+    return {
+        name: _NO_DEFAULT if getattr(info, "required", False) else getattr(info, "default", None)
+        for name, info in table.items()
+    }
 
 
 def _v2_default(info: Any) -> Any:
@@ -303,15 +379,77 @@ def _v2_default(info: Any) -> Any:
         return _NO_DEFAULT
 
 
+#: Facts that depend only on a class, computed once per class.
+_PYDANTIC_CLASSES: dict[type, bool] = {}
+_MESSAGE_CLASSES: dict[type, bool] = {}
+_PLAIN_MESSAGE_CLASSES: dict[type, bool] = {}
+_LANGGRAPH_TYPES: dict[type, str | None] = {}
+#: What ``_Encoder._encode`` and ``_encode_compound`` test before they test for a message.
+_CHECKED_BEFORE_MESSAGE = (
+    enum.Enum,
+    dict,
+    list,
+    tuple,
+    set,
+    frozenset,
+    bytes,
+    bytearray,
+    memoryview,
+    _dt.date,
+    _dt.time,
+    _dt.timedelta,
+    decimal.Decimal,
+    uuid.UUID,
+    str,
+    int,
+    float,
+)
+
+
+def _per_class(cache: dict[type, Any], cls: type, compute: Callable[[type], Any]) -> Any:
+    try:
+        return cache[cls]
+    except KeyError:
+        found = cache[cls] = compute(cls)
+        return found
+    except TypeError:  # an unhashable class (a metaclass with __eq__ only)
+        return compute(cls)
+
+
+def _has_pydantic_base(cls: type) -> bool:
+    return bool(_per_class(_PYDANTIC_CLASSES, cls, _find_pydantic_base))
+
+
+def _find_pydantic_base(cls: type) -> bool:
+    return any(c.__module__.startswith("pydantic") for c in cls.__mro__[1:])
+
+
 def _is_message(value: Any) -> bool:
+    return bool(_per_class(_MESSAGE_CLASSES, type(value), _find_message_base))
+
+
+def _find_message_base(cls: type) -> bool:
     return any(
         c.__name__ == "BaseMessage" and c.__module__.startswith("langchain_core")
-        for c in type(value).__mro__
+        for c in cls.__mro__
     )
 
 
+def _is_plain_message_class(cls: type) -> bool:
+    """A message class that no type check made before the message one matches."""
+    return bool(_per_class(_PLAIN_MESSAGE_CLASSES, cls, _find_plain_message))
+
+
+def _find_plain_message(cls: type) -> bool:
+    return _find_message_base(cls) and not issubclass(cls, _CHECKED_BEFORE_MESSAGE)
+
+
 def _langgraph_type(value: Any) -> str | None:
-    cls = type(value)
+    found: str | None = _per_class(_LANGGRAPH_TYPES, type(value), _find_langgraph_type)
+    return found
+
+
+def _find_langgraph_type(cls: type) -> str | None:
     if cls.__module__.startswith("langgraph") and cls.__name__ in ("Send", "Interrupt"):
         return cls.__name__
     return None

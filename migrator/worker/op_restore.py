@@ -19,14 +19,18 @@ and swaps it in afterwards. This op:
    checkpoint's ``channel_versions``, so every blob is written). Committed in
    batches;
 5. reads every thread back through the saver (``list`` per namespace, once,
-   deserializer memoized) and compares parents, value digests and pending
-   writes with the records it wrote.
+   deserializer memoized: :class:`ReadBackSerde`) and compares parents,
+   values and pending writes with the records it wrote (:class:`Sameness`:
+   ``==`` memoized per pair of objects, canonical digests where ``==`` says
+   different). ``verify`` ``"sample"`` reads back only the threads
+   :class:`ReadBack` picks (every tag or class at least once, and a fixed
+   ~5 % lot); the result's ``verified`` says how many.
 
 Request::
 
     {"dsn", "schema", "path", "allow_types": [...], "transform": "m:f" | null,
      "task_id": bool, "graph": "m:attr" | null, "dry_run": bool, "batch": int,
-     "write_mode": "bulk" | "put"}
+     "write_mode": "bulk" | "put", "verify": "full" | "sample"}
 
 With ``dry_run`` nothing is written: the result lists what the transforms
 would change.
@@ -37,30 +41,35 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import decimal
+import gc
 import gzip
 import hashlib
 import importlib
 import io
 import json
+import math
+import operator
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import compress, starmap
 from typing import Any
 
 from migrator.worker import compat
-from migrator.worker.encode import TYPE_KEY, encode
+from migrator.worker.encode import ERROR_KEY, TYPE_KEY, encode
 from migrator.worker.op_dump import (
     BUILTIN_CLASSES,
     DUMP_FORMAT,
     MESSAGE_MODULE,
     READABLE_FORMATS,
-    caching_saver,
     is_inline,
     version_key,
 )
+from migrator.worker.serde_cache import ListEncodingSerde, ReadBackSerde
 from migrator.worker.transforms import (
     TransformError,
     apply_user,
@@ -73,6 +82,13 @@ SEARCH_PATH_OPTION = "-c search_path={schema}"
 COUNT_WRITES_SQL = "SELECT count(*) AS n FROM checkpoint_writes WHERE thread_id = %s"
 TASKS = "__pregel_tasks"
 WRITE_MODES = ("bulk", "put")
+VERIFY_MODES = ("full", "sample")
+SETUP_LOCK_SQL = "SELECT pg_advisory_lock(hashtext('langgraph_migrator.restore_setup:' || %s))"
+SETUP_UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtext('langgraph_migrator.restore_setup:' || %s))"
+#: A ``"sample"`` verification reads about one in this many threads back by lot.
+SAMPLE_ONE_IN = 20
+#: Net allocations between two collections of the youngest generation during a restore.
+GC_YOUNG_THRESHOLD = 50_000
 BLOBS_TABLE = "checkpoint_blobs"
 COPY_SQL = "COPY {} ({}) FROM STDIN{}"
 COLUMN_TYPES_SQL = (
@@ -87,6 +103,10 @@ INSERT_RE = re.compile(
 )
 LIST_NAMESPACES_SQL = (
     "SELECT DISTINCT checkpoint_ns FROM checkpoints WHERE thread_id = %s ORDER BY checkpoint_ns"
+)
+BATCH_NAMESPACES_SQL = (
+    "SELECT DISTINCT thread_id, checkpoint_ns FROM checkpoints WHERE thread_id = ANY(%s)"
+    " ORDER BY thread_id, checkpoint_ns"
 )
 
 
@@ -105,6 +125,10 @@ class RestoreVerificationError(Exception):
 # --------------------------------------------------------------------------- decoding
 
 
+#: JSON primitives: decoded as themselves.
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 class Decoder:
     """Rebuilds Python values from the type-tagged encoding.
 
@@ -116,8 +140,11 @@ class Decoder:
     def __init__(self, allow_types: list[str] | tuple[str, ...] = ()) -> None:
         self.allowed = set(allow_types) | set(BUILTIN_CLASSES)
         self._classes: dict[str, Any] = {}
+        #: Every tag and class rebuilt since the caller last cleared it.
+        self.seen: set[str] = set()
 
     def _cls(self, name: str) -> Any:
+        self.seen.add(name)
         if name in self._classes:
             return self._classes[name]
         if name not in self.allowed and not name.startswith(MESSAGE_MODULE + "."):
@@ -145,23 +172,36 @@ class Decoder:
             DisallowedTypeError: a class outside the allowlist, an ``object``
                 (repr only) or an ``__error__`` marker.
         """
-        if isinstance(value, list):
-            return [self.decode(v) for v in value]
-        if not isinstance(value, dict):
+        kind = type(value)
+        if kind in _PLAIN:  # most values: no call per JSON primitive below either
             return value
-        if set(value) == {"__error__"}:
-            raise DisallowedTypeError(f"the old version could not read it: {value['__error__']}")
+        if kind is not list and kind is not dict:
+            if not isinstance(value, (list, dict)):
+                return value
+            kind = list if isinstance(value, list) else dict
+        d = self.decode
+        if kind is list:
+            return [v if type(v) in _PLAIN else d(v) for v in value]
+        if len(value) == 1 and ERROR_KEY in value:
+            raise DisallowedTypeError(f"the old version could not read it: {value[ERROR_KEY]}")
         tag = value.get(TYPE_KEY)
         if tag is None:
-            return {k: self.decode(v) for k, v in value.items()}
+            return {k: v if type(v) in _PLAIN else d(v) for k, v in value.items()}
         return self._tagged(str(tag), value)
 
     def _tagged(self, tag: str, v: dict[str, Any]) -> Any:  # noqa: C901 - one branch per tag
         d = self.decode
+        self.seen.add(tag)
+        if tag == "message":  # the most frequent tag first
+            cls = self._cls(f"{MESSAGE_MODULE}.{v['class']}")
+            return cls(**{k: x if type(x) in _PLAIN else d(x) for k, x in v["fields"].items()})
         if tag == "float":
             return float(v["value"])
-        if tag == "dict":
-            return {_hashable(d(k)): d(val) for k, val in v["items"]}
+        if tag == "dict":  # checkpoints' versions: str keys, str or number values
+            return {
+                (k if type(k) in _PLAIN else _hashable(d(k))): (x if type(x) in _PLAIN else d(x))
+                for k, x in v["items"]
+            }
         if tag == "tuple":
             return tuple(d(i) for i in v["items"])
         if tag in ("set", "frozenset"):
@@ -194,9 +234,6 @@ class Decoder:
             return cls(float(text) if any(c in text for c in ".eEn") else int(text))
         if tag == "namedtuple":
             return self._cls(v["class"])(**{k: d(x) for k, x in v["fields"].items()})
-        if tag == "message":
-            cls = self._cls(f"{MESSAGE_MODULE}.{v['class']}")
-            return cls(**{k: d(x) for k, x in v["fields"].items()})
         if tag == "Send":
             return compat.send_class()(d(v["node"]), d(v["arg"]))
         if tag == "Interrupt":
@@ -325,6 +362,26 @@ def _open_text(path: str, offset: int, length: int | None) -> Iterator[Any]:
             yield fh
 
 
+def _json_loads() -> Callable[[str], Any]:
+    """``orjson.loads`` where it is installed (langgraph's SDK brings it), else ``json.loads``.
+
+    Whatever orjson rejects (integers beyond 64 bits, ``NaN``) is parsed by
+    ``json.loads``, which also raises for malformed lines as before.
+    """
+    try:
+        import orjson
+    except ImportError:
+        return json.loads
+
+    def loads(line: str) -> Any:
+        try:
+            return orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return json.loads(line)
+
+    return loads
+
+
 def read_dump(path: str, offset: int = 0, length: int | None = None) -> Iterator[dict[str, Any]]:
     """Raw records of a dump (``blob`` and ``checkpoint``), header and trailer checked.
 
@@ -341,6 +398,7 @@ def read_dump(path: str, offset: int = 0, length: int | None = None) -> Iterator
     count = 0
     blobs = 0
     ended = False
+    loads = _json_loads()
     try:
         with _open_text(path, offset, length) as fh:
             first = json.loads(fh.readline() or "null")
@@ -350,7 +408,7 @@ def read_dump(path: str, offset: int = 0, length: int | None = None) -> Iterator
             for line in fh:
                 if ended:
                     raise DumpFormatError("data after the end record")
-                record = json.loads(line)
+                record = loads(line)
                 kind = record.get("kind") if isinstance(record, dict) else None
                 if kind == "end":
                     if record.get("records") != count or record.get("blobs", 0) != blobs:
@@ -525,8 +583,12 @@ class BulkWriter:
     * a statement whose rows repeat a conflict key within a flush is run with
       ``executemany`` instead of COPY, so its own ``ON CONFLICT`` decides.
 
+    The saver's serializer gets a :class:`ListEncodingSerde` in front (same
+    bytes; a message shared by later versions of a list is serialized once).
+
     Args:
-        saver: The new version's saver (its ``_cursor`` is replaced on this instance).
+        saver: The new version's saver (its ``_cursor`` and ``serde`` are
+            replaced on this instance).
         conn: The connection the rows are loaded on (in a transaction).
     """
 
@@ -538,6 +600,9 @@ class BulkWriter:
         self._statements: dict[str, _Statement] = {}
         self._types: dict[str, list[str]] = {}
         saver._cursor = self._cursor
+        self.serde: ListEncodingSerde | None = None
+        if ListEncodingSerde.supports(saver.serde):
+            self.serde = saver.serde = ListEncodingSerde(saver.serde)
 
     @staticmethod
     def available(saver: Any) -> bool:
@@ -607,11 +672,14 @@ class BulkWriter:
         """The columns' type names when every value has the Python type binary COPY
         dumps as that column's type (else ``[]``: text COPY, where Postgres parses
         each value as ``INSERT`` does)."""
+        from psycopg.rows import tuple_row
         from psycopg.types.json import Jsonb
 
         assert statement.table is not None
         if statement.table not in self._types:
-            found = dict(self.conn.execute(COLUMN_TYPES_SQL, (statement.table,)).fetchall())
+            # a tuple row factory: the restore's connections return dicts
+            with self.conn.cursor(row_factory=tuple_row) as cur:
+                found = dict(cur.execute(COLUMN_TYPES_SQL, (statement.table,)).fetchall())
             self._types[statement.table] = [str(found.get(c, "")) for c in statement.columns]
         types = self._types[statement.table]
         expected = {"text": str, "bytea": bytes, "int4": int, "jsonb": Jsonb}
@@ -625,8 +693,11 @@ class BulkWriter:
         return types
 
     def forget_thread(self, thread_id: str) -> None:
-        """Drop a finished thread's blob keys (threads never come back: by_thread)."""
+        """Drop a finished thread's blob keys and memoized encodings (threads never
+        come back: by_thread)."""
         self.blob_keys = {k for k in self.blob_keys if k[0] != thread_id}
+        if self.serde is not None:
+            self.serde.clear()
 
 
 class Digests:
@@ -677,60 +748,223 @@ class Digests:
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _summary(digest: Digests, parent: Any, values: dict[str, Any], writes: Any) -> dict[str, Any]:
-    return {
-        "parent": parent,
-        "values": {str(k): digest(v) for k, v in values.items()},
-        "writes": sorted((str(w[0]), str(w[1]), digest(w[2])) for w in writes),
-    }
+class Sameness:
+    """Whether a value the dump holds and the value read back are the same, memoized.
+
+    ``==`` decides first, memoized per pair of objects: the decoded records
+    share a value between checkpoints (and a message between versions of a
+    list), and reading back loads each distinct blob and list element once
+    (:class:`ReadBackSerde`), so a message is compared once per thread, and a
+    list whose element pairs were all compared before costs C-level lookups
+    only. Plain containers are compared element by element and types must
+    match (``1``, ``1.0`` and ``True`` differ; so do ``0.0`` and ``-0.0``);
+    other objects (messages, models, sets) use their ``__eq__`` (inside them,
+    numbers equal by value count as the same: the serializers keep their
+    types). When that says different (NaN, an identity ``__eq__``, fields the
+    canonical encoding ignores), the canonical digests (:class:`Digests`)
+    decide: a value is only reported when its digest differs too.
+    """
+
+    def __init__(self) -> None:
+        self.digest = Digests()
+        self._same: set[tuple[int, int]] = set()
+        self._alive: list[tuple[Any, Any]] = []  # keeps every memoized pair's ids valid
+
+    def __call__(self, want: Any, got: Any) -> bool:
+        if want is got:
+            return True
+        key = (id(want), id(got))
+        if key in self._same:
+            return True
+        try:
+            equal = self._equal(want, got)
+        except RecursionError:  # nested too deep for the walk: the digests decide
+            equal = False
+        if not (equal or self.digest(want) == self.digest(got)):
+            return False
+        self._same.add(key)
+        self._alive.append((want, got))
+        return True
+
+    def _equal(self, want: Any, got: Any) -> bool:
+        kind = type(want)
+        if kind is not type(got):
+            return False
+        if kind is list or kind is tuple:
+            if len(want) != len(got):
+                return False
+            known = map(self._same.__contains__, zip(map(id, want), map(id, got), strict=True))
+            # C-level over the pairs compared before; only new pairs reach Python code
+            pairs = zip(want, got, strict=True)
+            return all(starmap(self, compress(pairs, map(operator.not_, known))))
+        if kind is dict:
+            if want.keys() != got.keys() or not all(type(k) is str for k in want):
+                return False
+            return all(self(value, got[k]) for k, value in want.items())
+        if kind is float:
+            return bool(want == got) and math.copysign(1.0, want) == math.copysign(1.0, got)
+        try:
+            return bool(want == got)
+        except Exception:  # noqa: BLE001 - an odd __eq__: the digests decide
+            return False
+
+    def writes(self, want: list[tuple[Any, Any, Any]], got: list[tuple[Any, Any, Any]]) -> bool:
+        """The same pending writes (task, channel, value), in any order."""
+        if len(want) != len(got):
+            return False
+
+        def key(write: tuple[Any, Any, Any]) -> tuple[str, str]:
+            return str(write[0]), str(write[1])
+
+        paired = zip(sorted(want, key=key), sorted(got, key=key), strict=True)
+        if all(key(w) == key(g) and self(w[2], g[2]) for w, g in paired):
+            return True
+        digest = self.digest  # writes in another order within a task and channel
+        return sorted((*key(w), digest(w[2])) for w in want) == sorted(
+            (*key(g), digest(g[2])) for g in got
+        )
 
 
-def verify_thread(saver: Any, conn: Any, records: list[dict[str, Any]]) -> list[str]:
+def _parent_id(tup: Any) -> Any:
+    return (tup.parent_config or {}).get("configurable", {}).get("checkpoint_id")
+
+
+def _checkpoint_problems(same: Sameness, where: str, record: dict[str, Any], tup: Any) -> list[str]:
+    """How one checkpoint read back (``tup``) differs from its record."""
+    problems: list[str] = []
+    parent = _parent_id(tup)
+    if record["parent_checkpoint_id"] != parent:
+        problems.append(f"{where}: parent {parent} != {record['parent_checkpoint_id']}")
+    got = {str(k): v for k, v in (tup.checkpoint.get("channel_values") or {}).items()}
+    for channel, value in record["checkpoint"]["channel_values"].items():
+        name = str(channel)
+        if name not in got or not same(value, got[name]):
+            problems.append(f"{where}: channel {name} reads back differently")
+    writes = [(w["task_id"], w["channel"], w["value"]) for w in record["pending_writes"]]
+    if not same.writes(writes, list(tup.pending_writes or [])):
+        problems.append(f"{where}: pending writes read back differently")
+    return problems
+
+
+def verify_thread(
+    saver: Any, conn: Any, records: list[dict[str, Any]], namespaces: list[str] | None = None
+) -> list[str]:
     """Read a restored thread back through the saver (``list`` per namespace, once).
 
-    Compares each checkpoint's parent, a digest of every channel value the dump
-    holds and the pending writes (task, channel, value digest) with the records
-    written; describes every mismatch, a missing and an extra checkpoint.
+    Compares each checkpoint's parent, every channel value the dump holds and
+    the pending writes (task, channel, value) with the records written
+    (:class:`Sameness`); describes every mismatch, a missing and an extra
+    checkpoint.
+
+    Args:
+        saver: The new version's saver.
+        conn: Its connection.
+        records: The thread's records as written.
+        namespaces: The thread's namespaces in the database (None: queried here).
     """
     thread_id = records[0]["thread_id"]
-    digest = Digests()
-    want = {
-        (r["checkpoint_ns"], r["checkpoint_id"]): _summary(
-            digest,
-            r["parent_checkpoint_id"],
-            r["checkpoint"]["channel_values"],
-            [(w["task_id"], w["channel"], w["value"]) for w in r["pending_writes"]],
-        )
-        for r in records
-    }
-    got: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in conn.execute(LIST_NAMESPACES_SQL, (thread_id,)).fetchall():
-        ns = row["checkpoint_ns"]
+    want = {(r["checkpoint_ns"], r["checkpoint_id"]): r for r in records}
+    got: dict[tuple[str, str], Any] = {}
+    if namespaces is None:
+        rows = conn.execute(LIST_NAMESPACES_SQL, (thread_id,)).fetchall()
+        namespaces = [row["checkpoint_ns"] for row in rows]
+    for ns in namespaces:
         for tup in saver.list({"configurable": {"thread_id": thread_id, "checkpoint_ns": ns}}):
-            got[(ns, tup.config["configurable"]["checkpoint_id"])] = _summary(
-                digest,
-                (tup.parent_config or {}).get("configurable", {}).get("checkpoint_id"),
-                tup.checkpoint.get("channel_values") or {},
-                tup.pending_writes or [],
-            )
+            got[(ns, tup.config["configurable"]["checkpoint_id"])] = tup
+    same = Sameness()
     problems: list[str] = []
     for key in sorted(set(want) | set(got)):
         where = f"{thread_id}/{key[0] or '(root)'}/{key[1]}"
         if key not in got:
             problems.append(f"{where}: missing after restore")
-            continue
-        if key not in want:
+        elif key not in want:
             problems.append(f"{where}: not in the dump")
-            continue
-        w, g = want[key], got[key]
-        if w["parent"] != g["parent"]:
-            problems.append(f"{where}: parent {g['parent']} != {w['parent']}")
-        for channel, value in w["values"].items():
-            if g["values"].get(channel) != value:
-                problems.append(f"{where}: channel {channel} reads back differently")
-        if w["writes"] != g["writes"]:
-            problems.append(f"{where}: pending writes read back differently")
+        else:
+            problems.extend(_checkpoint_problems(same, where, want[key], got[key]))
     return problems
+
+
+@dataclass(frozen=True)
+class PreparedThread:
+    """One thread ready to write: its records, the tags and classes decoded for it,
+    and whether a transform changed it."""
+
+    records: list[dict[str, Any]]
+    classes: frozenset[str]
+    changed: bool
+
+    @property
+    def thread_id(self) -> str:
+        return str(self.records[0]["thread_id"])
+
+
+def sampled(thread_id: str) -> bool:
+    """Whether a ``"sample"`` verification reads ``thread_id`` back by lot (about 1 in
+    :data:`SAMPLE_ONE_IN`, by a hash of the id: the same threads on every run)."""
+    digest = hashlib.sha256(thread_id.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % SAMPLE_ONE_IN == 0
+
+
+class ReadBack:
+    """Reads restored threads back through the saver and collects the problems.
+
+    Called once per batch, after the batch's load is committed (the next batch
+    loads in the background meanwhile).
+
+    Args:
+        reader: The new version's saver on its own autocommit connection (it
+            reads what is committed); its serializer gets a :class:`ReadBackSerde`.
+        conn: That connection.
+        mode: One of :data:`VERIFY_MODES`. ``"full"``: every thread.
+            ``"sample"``: the first thread, every thread holding a tag or class
+            that no thread read back so far holds, every thread a transform
+            changed, and about one in :data:`SAMPLE_ONE_IN` of the others
+            (:func:`sampled`).
+    """
+
+    def __init__(self, reader: Any, conn: Any, mode: str) -> None:
+        self.reader, self.conn, self.mode = reader, conn, mode
+        self.cache = reader.serde = ReadBackSerde(reader.serde)
+        self.problems: list[str] = []
+        self.seconds = {"flush": 0.0, "verify": 0.0}
+        self.read = 0
+        self.total = 0
+        self._classes: set[str] = set()  # held by the threads read back
+
+    def wanted(self, thread: PreparedThread) -> bool:
+        """Whether ``thread`` is read back (see the class docstring)."""
+        if self.mode == "full" or self.read == 0 or thread.changed:
+            return True
+        return not thread.classes <= self._classes or sampled(thread.thread_id)
+
+    def batch(self, loaded: Future[None], threads: list[PreparedThread]) -> None:
+        """Verify a batch once ``loaded`` (its load) is done; raises the load's error."""
+        t0 = time.perf_counter()
+        loaded.result()
+        t1 = time.perf_counter()
+        chosen = [thread for thread in threads if self._choose(thread)]
+        self.total += len(threads)
+        namespaces: dict[str, list[str]] = {t.thread_id: [] for t in chosen}
+        if chosen:  # one round trip for the batch, not one per thread
+            for row in self.conn.execute(BATCH_NAMESPACES_SQL, (list(namespaces),)).fetchall():
+                namespaces[row["thread_id"]].append(row["checkpoint_ns"])
+        for thread in chosen:
+            self.cache.clear()
+            found = namespaces[thread.thread_id]
+            self.problems.extend(verify_thread(self.reader, self.conn, thread.records, found))
+        self.seconds["flush"] += t1 - t0
+        self.seconds["verify"] += time.perf_counter() - t1
+
+    def _choose(self, thread: PreparedThread) -> bool:
+        if not self.wanted(thread):
+            return False
+        self.read += 1
+        self._classes |= thread.classes
+        return True
+
+    def summary(self) -> dict[str, Any]:
+        """``{"threads": read back, "of": written, "mode"}``."""
+        return {"threads": self.read, "of": self.total, "mode": self.mode}
 
 
 # --------------------------------------------------------------------------- op
@@ -799,18 +1033,48 @@ def _transform_thread(
     return records, changes
 
 
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Run the cyclic garbage collector less often (restored afterwards).
+
+    A restore allocates millions of objects that live for a batch (records,
+    messages, rows) and makes few reference cycles, while the default
+    thresholds scan the whole heap, every imported module's objects included,
+    every few hundred thousand allocations (a fifth of the CPU time of a
+    large restore). Objects from before the op are frozen (never scanned), and
+    the youngest generation is collected once :data:`GC_YOUNG_THRESHOLD` more
+    objects were allocated than freed (instead of 700): rarely, as each batch
+    is freed, and still whenever unreachable cycles pile up.
+    """
+    old = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+        gc.unfreeze()
+
+
 def run(request: dict[str, Any]) -> dict[str, Any]:
     """Restore a dump into ``request["schema"]`` (see the module docstring).
 
     Returns:
         ``{"threads": {tid: {"checkpoints", "writes"}}, "changes": [...],
         "problems": [...], "dry_run": bool, "write_mode": "bulk" | "put",
-        "versions": {...}}`` (``write_mode`` only when something was written).
+        "verified": {"threads", "of", "mode"}, "versions": {...}, "timings": {...}}``
+        (``write_mode``, ``verified`` and ``timings`` only when something was written).
 
     Raises:
         DumpFormatError, DisallowedTypeError, TransformError: nothing is swapped;
             the host drops the shadow schema.
     """
+    with _fewer_collections():
+        return _run(request)
+
+
+def _run(request: dict[str, Any]) -> dict[str, Any]:
+    """:func:`run`'s body."""
     decoder = Decoder(request.get("allow_types") or ())
     user = load_callable(request["transform"], "transform") if request.get("transform") else None
     graph = load_callable(request["graph"], "graph") if request.get("graph") else None
@@ -819,13 +1083,13 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     batch = int(request.get("batch") or 500)
     threads: dict[str, dict[str, int]] = {}
     changes: list[str] = []
-    problems: list[str] = []
 
-    def _prepared() -> Iterator[list[dict[str, Any]]]:
+    def _prepared() -> Iterator[PreparedThread]:
         stream = read_dump(
             str(request["path"]), int(request.get("offset") or 0), request.get("length")
         )
         for raw_thread in by_thread(stream):
+            decoder.seen.clear()
             blobs, raw_checkpoints = split_blobs(decoder, raw_thread)
             if not raw_checkpoints:
                 raise DumpFormatError(f"thread {raw_thread[0]['thread_id']} has no checkpoints")
@@ -846,7 +1110,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
                 "checkpoints": len(records),
                 "writes": sum(len(r["pending_writes"]) for r in records),
             }
-            yield records
+            yield PreparedThread(records, frozenset(decoder.seen), bool(changed))
 
     if dry_run:
         for _ in _prepared():
@@ -865,10 +1129,18 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     mode = str(request.get("write_mode") or "bulk")
     if mode not in WRITE_MODES:
         raise ValueError(f"write_mode must be one of {WRITE_MODES}, not {mode!r}")
+    verify_mode = str(request.get("verify") or "full")
+    if verify_mode not in VERIFY_MODES:
+        raise ValueError(f"verify must be one of {VERIFY_MODES}, not {verify_mode!r}")
     started = time.perf_counter()
     timings = dict.fromkeys(("setup", "write", "flush", "verify"), 0.0)
     with _connect(request["dsn"], schema, autocommit=True) as setup_conn:
+        # Workers restoring parts of one dump share the shadow schema: the first
+        # runs setup(), the others wait here and find nothing left to do
+        # (concurrent setup() calls race each other: H-SETUP-RACE).
+        setup_conn.execute(SETUP_LOCK_SQL, (schema,))
         PostgresSaver(setup_conn).setup()
+        setup_conn.execute(SETUP_UNLOCK_SQL, (schema,))
     timings["setup"] = time.perf_counter() - started
     with (
         _connect(request["dsn"], schema, autocommit=False) as conn,
@@ -876,63 +1148,56 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         ThreadPoolExecutor(max_workers=1) as loader,
     ):
         saver = PostgresSaver(conn)
-        reader = PostgresSaver(read_conn)  # reads what is committed, through the saver
-        cache = caching_saver(reader)
+        check = ReadBack(PostgresSaver(read_conn), read_conn, verify_mode)
         writer = BulkWriter(saver, conn) if mode == "bulk" and BulkWriter.available(saver) else None
         if writer is None:
             mode = "put"
         pending = 0
-        batch_records: list[list[dict[str, Any]]] = []
-        loading: tuple[Future[None], list[list[dict[str, Any]]]] | None = None
+        batch_threads: list[PreparedThread] = []
+        loading: tuple[Future[None], list[PreparedThread]] | None = None
 
-        def _verify(loaded: tuple[Future[None], list[list[dict[str, Any]]]] | None) -> None:
-            if loaded is None:
-                return
-            t0 = time.perf_counter()
-            loaded[0].result()  # the batch is committed (or its error is raised here)
-            t1 = time.perf_counter()
-            for records in loaded[1]:
-                cache.clear()
-                problems.extend(verify_thread(reader, read_conn, records))
-            timings["flush"] += t1 - t0
-            timings["verify"] += time.perf_counter() - t1
-
-        def _end_batch() -> tuple[Future[None], list[list[dict[str, Any]]]]:
-            # Batch k loads in the background while batch k-1 is verified and k+1 decoded.
+        def _end_batch() -> tuple[Future[None], list[PreparedThread]]:
+            # Batch k loads in the background while batch k-1 is verified and k+1 decoded
+            # (verifying here, not in a third thread: the main thread's CPU work would
+            # delay every read-back round trip by the interpreter's switch interval).
             if writer is not None:
                 future = loader.submit(writer.load, writer.take())
             else:  # put() used the connection in this thread: commit here
                 conn.commit()
                 future = Future()
                 future.set_result(None)
-            return future, batch_records.copy()
+            return future, batch_threads.copy()
 
-        for records in _prepared():
+        for thread in _prepared():
             t0 = time.perf_counter()
-            for record in records:
+            for record in thread.records:
                 if writer is not None:
                     writer.write(record)
                 else:
                     write_record(saver, record)
                 pending += 1
-            timings["write"] += time.perf_counter() - t0
             if writer is not None:
-                writer.forget_thread(records[0]["thread_id"])
-            batch_records.append(records)
+                writer.forget_thread(thread.thread_id)
+            timings["write"] += time.perf_counter() - t0
+            batch_threads.append(thread)
             if pending >= batch:
                 previous, loading = loading, _end_batch()
-                batch_records.clear()
-                _verify(previous)
+                batch_threads.clear()
+                if previous is not None:
+                    check.batch(*previous)
                 pending = 0
         previous, loading = loading, _end_batch()
-        _verify(previous)
-        _verify(loading)
+        for loaded in (previous, loading):
+            if loaded is not None:
+                check.batch(*loaded)
+    timings.update(check.seconds)
     return {
         "threads": threads,
         "changes": changes,
-        "problems": problems,
+        "problems": check.problems,
         "dry_run": False,
         "write_mode": mode,
+        "verified": check.summary(),
         "versions": compat.installed_versions(),
         "timings": {
             **{k: round(v, 3) for k, v in timings.items()},

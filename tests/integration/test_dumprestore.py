@@ -519,3 +519,172 @@ def test_dump_stores_each_channel_version_once(dumped_2_0_25: Path) -> None:
     }
     assert refs <= set(keys)
     assert lines[-1] == {"kind": "end", "records": len(lines) - 2 - len(blobs), "blobs": len(blobs)}
+
+
+# --------------------------------------------------------------------------- fast paths
+
+
+def _decoded_threads(dump: Path, allow_types: list[str]) -> list[list[dict[str, Any]]]:
+    """The dump's records as the restore op decodes them (no transform)."""
+    from migrator.worker import op_restore
+
+    decoder = op_restore.Decoder(allow_types)
+    out = []
+    for raw_thread in op_restore.by_thread(op_restore.read_dump(str(dump))):
+        blobs, raw = op_restore.split_blobs(decoder, raw_thread)
+        out.append([op_restore.decode_record(decoder, r, blobs) for r in raw])
+    return out
+
+
+def test_list_encoding_writes_the_serializers_exact_bytes(dumped_2_0_25: Path) -> None:
+    """Every row the bulk writer captures for a real dump is the same with the
+    element-wise list encoding and with the new saver's plain serializer."""
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from psycopg.types.json import Jsonb
+
+    from migrator.worker.op_restore import BulkWriter
+    from migrator.worker.serde_cache import SELF_CHECKS
+
+    manifest = dump_manifest.load_manifest(dumped_2_0_25)
+    threads = _decoded_threads(dumped_2_0_25, manifest.types)
+
+    def captured(elementwise: bool) -> tuple[list[Any], BulkWriter]:
+        writer = BulkWriter(PostgresSaver(None), None)
+        assert writer.serde is not None
+        if not elementwise:
+            writer.saver.serde, writer.serde = writer.serde.inner, None
+        rows = []
+        for records in threads:
+            for record in records:
+                writer.write(record)
+            writer.forget_thread(records[0]["thread_id"])
+        for query, batch in writer.take():
+            plain = [tuple(v.obj if isinstance(v, Jsonb) else v for v in row) for row in batch]
+            rows.append((query, plain))
+        return rows, writer
+
+    (joined, writer), (plain, _) = captured(True), captured(False)
+    assert joined == plain
+    assert writer.serde is not None and writer.serde.enabled
+    assert writer.serde.checks_left < SELF_CHECKS  # lists were joined from their elements
+
+
+def test_restore_verification_catches_a_value_that_reads_back_differently(
+    dumped_2_0_25: Path, pg_default: Server
+) -> None:
+    """In-process restore (verify full, then sample); then one stored blob and one
+    stored write are changed behind the saver's back and read back again."""
+    from langgraph.checkpoint.postgres import PostgresSaver
+
+    from migrator.worker import op_restore
+
+    manifest = dump_manifest.load_manifest(dumped_2_0_25)
+    with scratch_database(pg_default) as dsn:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE SCHEMA full_check")
+            conn.execute("CREATE SCHEMA sample_check")
+        request = {"dsn": dsn, "path": str(dumped_2_0_25), "allow_types": manifest.types}
+        full = op_restore.run({**request, "schema": "full_check"})
+        total = len(manifest.threads)
+        assert full["problems"] == []
+        assert full["verified"] == {"threads": total, "of": total, "mode": "full"}
+        sample = op_restore.run({**request, "schema": "sample_check", "verify": "sample"})
+        assert sample["problems"] == []
+        assert sample["verified"]["mode"] == "sample"
+        assert 1 <= sample["verified"]["threads"] <= total == sample["verified"]["of"]
+        with pytest.raises(ValueError, match="verify must be one of"):
+            op_restore.run({**request, "schema": "sample_check", "verify": "some"})
+
+        with op_restore._connect(dsn, "full_check", autocommit=True) as conn:
+            saver = PostgresSaver(conn)
+            blob = conn.execute(
+                "SELECT thread_id, checkpoint_ns, channel, version, type, blob"
+                " FROM checkpoint_blobs WHERE type = 'msgpack' ORDER BY 1, 2, 3, 4 LIMIT 1"
+            ).fetchone()
+            write = conn.execute(
+                "SELECT thread_id, checkpoint_id, task_id, idx, type, blob"
+                " FROM checkpoint_writes WHERE type = 'msgpack' ORDER BY 1, 2, 3, 4 LIMIT 1"
+            ).fetchone()
+            assert blob is not None and write is not None
+            changed = saver.serde.dumps_typed(
+                _tampered(saver.serde.loads_typed((blob["type"], blob["blob"])))
+            )
+            conn.execute(
+                "UPDATE checkpoint_blobs SET blob = %s WHERE thread_id = %s"
+                " AND checkpoint_ns = %s AND channel = %s AND version = %s",
+                (
+                    changed[1],
+                    blob["thread_id"],
+                    blob["checkpoint_ns"],
+                    blob["channel"],
+                    blob["version"],
+                ),
+            )
+            changed = saver.serde.dumps_typed(
+                _tampered(saver.serde.loads_typed((write["type"], write["blob"])))
+            )
+            conn.execute(
+                "UPDATE checkpoint_writes SET blob = %s WHERE thread_id = %s"
+                " AND checkpoint_id = %s AND task_id = %s AND idx = %s",
+                (
+                    changed[1],
+                    write["thread_id"],
+                    write["checkpoint_id"],
+                    write["task_id"],
+                    write["idx"],
+                ),
+            )
+            check = op_restore.ReadBack(PostgresSaver(conn), conn, "full")
+            problems = {
+                tid: op_restore.verify_thread(check.reader, conn, records)
+                for records in _decoded_threads(dumped_2_0_25, manifest.types)
+                for tid in [records[0]["thread_id"]]
+            }
+    blob_problems = [p for p in problems[blob["thread_id"]] if "reads back differently" in p]
+    assert any(f"channel {blob['channel']} reads back differently" in p for p in blob_problems)
+    assert any(
+        f"/{write['checkpoint_id']}: pending writes read back differently" in p
+        for p in problems[write["thread_id"]]
+    )
+    untouched = set(problems) - {blob["thread_id"], write["thread_id"]}
+    assert untouched and all(problems[t] == [] for t in untouched)
+
+
+def _tampered(value: Any) -> Any:
+    """``value`` with one visible change (a restore must report it)."""
+    if isinstance(value, list):
+        return [*value, "tampered"]
+    if isinstance(value, dict):
+        return {**value, "tampered": True}
+    return ["tampered", value]
+
+
+def test_bulk_writer_loads_real_rows_with_binary_copy(
+    dumped_2_0_25: Path, pg_default: Server
+) -> None:
+    """Every table's captured rows go through binary COPY (the column types are read
+    on the restore's own dict-row connection)."""
+    from langgraph.checkpoint.postgres import PostgresSaver
+
+    from migrator.worker import op_restore
+
+    manifest = dump_manifest.load_manifest(dumped_2_0_25)
+    with scratch_database(pg_default) as dsn:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE SCHEMA binary_check")
+        with op_restore._connect(dsn, "binary_check", autocommit=True) as conn:
+            PostgresSaver(conn).setup()
+        with op_restore._connect(dsn, "binary_check", autocommit=False) as conn:
+            writer = op_restore.BulkWriter(PostgresSaver(conn), conn)
+            for records in _decoded_threads(dumped_2_0_25, manifest.types):
+                for record in records:
+                    writer.write(record)
+            grouped: dict[str, list[tuple[Any, ...]]] = {}
+            for query, rows in writer.take():
+                grouped.setdefault(query, []).extend(rows)
+            tables = {}
+            for query, rows in grouped.items():
+                statement = writer._statement(query)
+                tables[statement.table] = writer._binary_types(statement, rows)
+    assert set(tables) == {"checkpoints", "checkpoint_blobs", "checkpoint_writes"}
+    assert all(tables.values()), tables

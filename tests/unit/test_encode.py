@@ -15,9 +15,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 from migrator.snapshot import dumps
-from migrator.worker.encode import MAX_DEPTH, canonical_dumps, encode, error_entry
+from migrator.worker.encode import (
+    _EMPTY,
+    _NO_DEFAULT,
+    MAX_DEPTH,
+    _is_empty_or_default,
+    _model_fields,
+    canonical_dumps,
+    encode,
+    error_entry,
+)
 
 
 class Color(enum.Enum):
@@ -296,3 +306,43 @@ def test_dict_insertion_order_does_not_matter(mapping: dict[int, int], rnd: Any)
     rnd.shuffle(keys)
     shuffled = {k: mapping[k] for k in keys}
     assert canonical_dumps(encode(shuffled)) == canonical_dumps(encode(mapping))
+
+
+@given(st.dictionaries(st.text(max_size=4), st.integers(), min_size=1, max_size=8))
+def test_tagged_dict_items_are_in_canonical_key_order(mapping: dict[str, int]) -> None:
+    tagged = encode({"__dunder": 0, **mapping})  # a "__" key: items, not an object
+    keys = [k for k, _ in tagged["items"]]
+    assert keys == sorted(keys, key=canonical_dumps)
+
+
+def test_tagged_dict_keys_json_orders_differently() -> None:
+    # '"a"' > '"a b"' (the quote sorts after the space) though "a" < "a b"; 'a"' is
+    # written '"a\\""', after '"a#"'
+    keys = [k for k, _ in encode({"__x": 0, "a": 1, "a b": 2, "a!": 3, 'a"': 4, "a#": 5})["items"]]
+    assert keys == ["__x", "a b", "a!", "a", "a#", 'a"']
+
+
+_SAMPLES = [None, "", "x", [], [0], {}, {"a": 1}, (), (1,), 0, 1, False, True, 1.5, "success"]
+
+
+@pytest.mark.parametrize("raw", _SAMPLES)
+@pytest.mark.parametrize("default", [*_SAMPLES, _NO_DEFAULT])
+def test_empty_or_default_is_the_documented_rule(raw: Any, default: Any) -> None:
+    empty = any(raw is e or (type(raw) is type(e) and raw == e) for e in _EMPTY)
+    same = default is not _NO_DEFAULT and type(raw) is type(default) and raw == default
+    assert _is_empty_or_default(raw, default) == (empty or same)
+
+
+def test_model_defaults_follow_a_replaced_field_table() -> None:
+    class Late(BaseModel):
+        a: int = 1
+
+    value = Late()
+    assert _model_fields(value) == {"a": 1}
+    assert _model_fields(value) is _model_fields(Late())  # computed once per class
+    old = Late.__pydantic_fields__
+    try:
+        Late.__pydantic_fields__ = {**old, "a": FieldInfo(default=2)}
+        assert _model_fields(value) == {"a": 2}
+    finally:
+        Late.__pydantic_fields__ = old
