@@ -221,7 +221,7 @@ class CachingSerde:
         loaded so far reuses that array's elements without splitting or hashing
         them again (``list()`` returns the versions newest first).
         """
-        head = _array_head(buf)
+        head = msgpack_array_head(buf)
         if head is None:
             return None
         count, start = head
@@ -305,12 +305,12 @@ def _skip(buf: bytes, pos: int) -> int:
 
 def msgpack_array_items(buf: bytes) -> list[tuple[int, int]] | None:
     """``(start, end)`` of each element when ``buf`` is exactly one msgpack array, else None."""
-    head = _array_head(buf)
+    head = msgpack_array_head(buf)
     return None if head is None else _spans(buf, head[1], head[0])
 
 
-def _array_head(buf: bytes) -> tuple[int, int] | None:
-    """(element count, header length) when ``buf`` starts with a msgpack array header."""
+def msgpack_array_head(buf: bytes) -> tuple[int, int] | None:
+    """(element count, header length) when ``buf`` starts with a whole msgpack array header."""
     if not buf:
         return None
     b = buf[0]
@@ -318,6 +318,8 @@ def _array_head(buf: bytes) -> tuple[int, int] | None:
         return b & 0x0F, 1
     if b in (0xDC, 0xDD):
         width = 2 if b == 0xDC else 4
+        if len(buf) < 1 + width:
+            return None
         return int.from_bytes(buf[1 : 1 + width], "big"), 1 + width
     return None
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from migrator.worker.op_dump import msgpack_array_items
+from migrator.worker.op_dump import msgpack_array_head, msgpack_array_items
 
 MSGPACK = "msgpack"
 #: A one-element msgpack array starts with this header byte (fixarray of 1).
@@ -160,21 +160,6 @@ class _Array:
         return self.value if count == len(self.ends) else self.value[:count]
 
 
-def _array_header(raw: bytes) -> tuple[int, int] | None:
-    """``(element count, header length)`` when ``raw`` starts with a msgpack array header."""
-    if not raw:
-        return None
-    first = raw[0]
-    if 0x90 <= first <= 0x9F:
-        return first & 0x0F, 1
-    if first in (0xDC, 0xDD):
-        width = 2 if first == 0xDC else 4
-        if len(raw) < 1 + width:
-            return None
-        return int.from_bytes(raw[1 : 1 + width], "big"), 1 + width
-    return None
-
-
 class ReadBackSerde:
     """``inner.loads_typed`` for reading a restored thread back, memoized (per thread).
 
@@ -202,7 +187,7 @@ class ReadBackSerde:
         if not isinstance(raw, (bytes, bytearray, memoryview)):
             return self.inner.loads_typed(data)
         raw = bytes(raw)
-        header = _array_header(raw) if type_ == MSGPACK else None
+        header = msgpack_array_head(raw) if type_ == MSGPACK else None
         if header is not None and header[0] > 0:
             for known in reversed(self._arrays):
                 found = known.prefix(raw, header[1], header[0])
