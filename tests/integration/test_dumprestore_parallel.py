@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
@@ -18,21 +17,12 @@ import pytest
 from migrator import dump_manifest, dumprestore, envs, fixtures
 from migrator.errors import ConfigError, MigrationError
 from migrator.postgres import Server, scratch_database
+from tests.integration.test_dumprestore import _env, _schemas
+from tests.integration.test_dumprestore import _table_rows as _rows
 
 pytestmark = [pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2] / "canary_fixtures"
-TABLE_ROWS_SQL = {
-    "checkpoints": "SELECT * FROM checkpoints ORDER BY thread_id, checkpoint_ns, checkpoint_id",
-    "checkpoint_blobs": (
-        "SELECT * FROM checkpoint_blobs ORDER BY thread_id, checkpoint_ns, channel, version"
-    ),
-    "checkpoint_writes": (
-        "SELECT * FROM checkpoint_writes"
-        " ORDER BY thread_id, checkpoint_ns, checkpoint_id, task_id, idx"
-    ),
-}
-SCHEMAS_SQL = "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'langgraph_migrator_%'"
 FAIL_ONE_THREAD = """
 def explode(record):
     if record["thread_id"] == "canary:time_travel":
@@ -41,23 +31,9 @@ def explode(record):
 """
 
 
-def _env(spec: str) -> envs.VersionEnv:
-    return envs.ensure_env(envs.parse_version_set(spec))
-
-
 @pytest.fixture(scope="module")
 def new_env() -> envs.VersionEnv:
     return _env("current")
-
-
-def _rows(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
-    with psycopg.connect(dsn) as conn:
-        return {t: conn.execute(q).fetchall() for t, q in TABLE_ROWS_SQL.items()}
-
-
-def _schemas(dsn: str) -> list[str]:
-    with psycopg.connect(dsn) as conn:
-        return sorted(r[0] for r in conn.execute(SCHEMAS_SQL).fetchall())
 
 
 def _hash_shard(thread_id: str, count: int, dsn: str) -> int:
