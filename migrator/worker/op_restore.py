@@ -83,7 +83,9 @@ COUNT_WRITES_SQL = "SELECT count(*) AS n FROM checkpoint_writes WHERE thread_id 
 TASKS = "__pregel_tasks"
 WRITE_MODES = ("bulk", "put")
 VERIFY_MODES = ("full", "sample")
-SETUP_LOCK_SQL = "SELECT pg_advisory_lock(hashtext('langgraph_migrator.restore_setup:' || %s))"
+SETUP_TRY_LOCK_SQL = (
+    "SELECT pg_try_advisory_lock(hashtext('langgraph_migrator.restore_setup:' || %s)) AS got"
+)
 SETUP_UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtext('langgraph_migrator.restore_setup:' || %s))"
 #: A ``"sample"`` verification reads about one in this many threads back by lot.
 SAMPLE_ONE_IN = 20
@@ -493,6 +495,22 @@ def split_blobs(
 
 
 # --------------------------------------------------------------------------- writing
+
+
+def take_setup_lock(conn: Any, schema: str, *, poll_s: float = 0.05) -> None:
+    """Take the session advisory lock that serializes ``setup()`` on ``schema``.
+
+    It polls ``pg_try_advisory_lock`` on an autocommit connection instead of
+    blocking in ``pg_advisory_lock``: a blocked statement holds a snapshot, and the
+    holder's ``setup()`` runs ``CREATE INDEX CONCURRENTLY``, which waits for every
+    older snapshot to end. Holder and waiter would each wait for the other until
+    Postgres cancels one with "deadlock detected". Between polls this session has
+    no transaction, so the index build goes on.
+    """
+    delay = poll_s
+    while not conn.execute(SETUP_TRY_LOCK_SQL, (schema,)).fetchone()["got"]:
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
 
 
 def _connect(dsn: str, schema: str, *, autocommit: bool) -> Any:
@@ -1138,7 +1156,7 @@ def _run(request: dict[str, Any]) -> dict[str, Any]:
         # Workers restoring parts of one dump share the shadow schema: the first
         # runs setup(), the others wait here and find nothing left to do
         # (concurrent setup() calls race each other: H-SETUP-RACE).
-        setup_conn.execute(SETUP_LOCK_SQL, (schema,))
+        take_setup_lock(setup_conn, schema)
         PostgresSaver(setup_conn).setup()
         setup_conn.execute(SETUP_UNLOCK_SQL, (schema,))
     timings["setup"] = time.perf_counter() - started

@@ -138,3 +138,44 @@ def test_a_failing_part_drops_the_shadow_and_leaves_live_untouched(
     assert err.value.exit_code == 5
     assert hashlib.sha256(repr(_rows(era_2_0_8)).encode()).hexdigest() == digest
     assert _schemas(era_2_0_8) == []
+
+
+def test_a_worker_waiting_for_setup_does_not_deadlock_the_index_build(pg_dsn: str) -> None:
+    """The waiter must not hold a snapshot: the holder's setup() builds indexes CONCURRENTLY.
+
+    Found by CI: two restore workers on one shadow schema, the second blocked in
+    ``pg_advisory_lock`` while the first's ``CREATE INDEX CONCURRENTLY`` waited for
+    the second's snapshot; Postgres cancelled one with "deadlock detected".
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from psycopg.rows import dict_row
+
+    from migrator.worker import op_restore
+
+    schema = "setup_lock_test"
+    with psycopg.connect(pg_dsn, autocommit=True, row_factory=dict_row) as holder:
+        holder.execute("SET deadlock_timeout = '100ms'")
+        holder.execute("SET statement_timeout = '20s'")
+        holder.execute("CREATE TABLE t (x int)")
+        op_restore.take_setup_lock(holder, schema)
+        with (
+            psycopg.connect(pg_dsn, autocommit=True, row_factory=dict_row) as waiter,
+            ThreadPoolExecutor(max_workers=1) as pool,
+        ):
+            # A blocking waiter would fail here rather than hang the suite.
+            waiter.execute("SET statement_timeout = '30s'")
+            waiting = pool.submit(op_restore.take_setup_lock, waiter, schema, poll_s=0.01)
+            # The waiter is polling; an index build must still finish while it waits.
+            holder.execute("CREATE INDEX CONCURRENTLY t_x ON t (x)")
+            assert not waiting.done()
+            holder.execute(
+                "SELECT pg_advisory_unlock(hashtext('langgraph_migrator.restore_setup:' || %s))",
+                (schema,),
+            )
+            waiting.result(timeout=20)
+            held = waiter.execute(
+                "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory'"
+                " AND pid = pg_backend_pid()"
+            ).fetchone()
+            assert held is not None and held["n"] == 1
