@@ -11,6 +11,10 @@ FROM ?= langgraph-checkpoint-postgres==2.0.25
 TO   ?= current
 PG   ?= local
 REPORTS ?= reports
+# pytest-xdist workers for `make test` / `make test-fast`: one per core, at most 4
+# (each worker starts its own Postgres servers). TEST_JOBS=0 runs in one process.
+TEST_JOBS ?= auto
+PYTEST := $(BIN)/python -m pytest -n $(TEST_JOBS) --maxprocesses 4 --dist worksteal
 
 .PHONY: install upgrade-check test test-fast lint typecheck fixtures fixtures-check clean
 
@@ -30,11 +34,11 @@ upgrade-check: $(STAMP)
 
 ## The whole suite, slow tiers included (what CI runs).
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 ## Pure and fast tests only.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check migrator tests
