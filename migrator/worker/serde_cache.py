@@ -1,6 +1,9 @@
-"""A restore's memoized (de)serialization: message lists built from their elements.
+"""Memoized (de)serialization in front of a saver's own serializer.
 
-Runs in the NEW version environment, in front of the new saver's own
+The dump (OLD version environment) loads every blob through
+:class:`CachingSerde`: equal bytes load to the same object, once per thread.
+
+The restore (NEW version environment) runs in front of the new saver's own
 serializer (langgraph's ``JsonPlusSerializer``). A thread's message list grows
 by a message or two per checkpoint, and every version of it is one blob, so a
 thread of n checkpoints holds n lists sharing their first elements. msgpack is
@@ -8,7 +11,7 @@ compositional: an array is its header (the element count) followed by its
 elements' encodings, so both directions can work element by element:
 
 * writing (:class:`ListEncodingSerde`): the decoded records share the message
-  objects between versions (:func:`migrator.worker.op_restore.split_blobs`);
+  objects between versions (:func:`migrator.worker.decode.split_blobs`);
   each distinct element object is encoded once and the encodings are joined,
   exactly the bytes the inner serializer produces for the whole list;
 * reading back (:class:`ReadBackSerde`): a version whose bytes are the start
@@ -19,9 +22,8 @@ Anything else goes to the inner serializer.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
-
-from migrator.worker.op_dump import msgpack_array_head, msgpack_array_items
 
 MSGPACK = "msgpack"
 #: A one-element msgpack array starts with this header byte (fixarray of 1).
@@ -31,6 +33,195 @@ NIL = b"\xc0"
 #: How many joined encodings are compared with the inner serializer's before
 #: trusting the join for the rest of the run.
 SELF_CHECKS = 16
+
+
+class CachingSerde:
+    """Memoizes a serializer's ``loads_typed`` by the stored bytes (per thread).
+
+    A saver's ``list()`` loads every blob a checkpoint references, so a thread of
+    n checkpoints deserializes its growing message list n times. Equal bytes
+    always load to equal values; with the cache they load to the *same* object,
+    which also lets the dump encode a (channel, version) once. Everything else
+    is delegated to the wrapped serializer.
+
+    Args:
+        inner: The saver's own serializer.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        # (type, length, head, tail) -> [(bytes, value)]: hashing a short key and
+        # comparing equal-looking bytes costs less than hashing every blob whole.
+        self._memo: dict[tuple[str, int, bytes, bytes], list[tuple[bytes, Any]]] = {}
+        self._longest: _LoadedArray | None = None
+
+    def loads_typed(self, data: tuple[str, Any]) -> Any:
+        """``inner.loads_typed``, memoized by ``(type, bytes)``.
+
+        A msgpack array (a message list) is loaded element by element, each
+        distinct element once: msgpack is compositional (an array is its header
+        followed by its elements' encodings), so this is the same list, and a
+        message repeated in every later version of the list is one object.
+        """
+        type_, raw = data
+        if not isinstance(raw, (bytes, bytearray, memoryview)):
+            return self.inner.loads_typed(data)
+        buf = bytes(raw)
+        key = (str(type_), len(buf), buf[:32], buf[-32:])
+        bucket = self._memo.get(key)
+        if bucket is None:
+            bucket = self._memo[key] = []
+        for seen, value in bucket:
+            if seen == buf:
+                return value
+        value = None
+        if type_ == "msgpack":
+            value = self._load_array(buf)
+        if value is None:
+            value = self.inner.loads_typed(data)
+        bucket.append((buf, value))
+        return value
+
+    def _load_array(self, buf: bytes) -> list[Any] | None:
+        """``buf`` as a list of memoized elements, or None when it is no msgpack array.
+
+        Versions of a growing list share their leading elements' bytes: an
+        array whose elements start, or are the start of, the longest array
+        loaded so far reuses that array's elements without splitting or hashing
+        them again (``list()`` returns the versions newest first).
+        """
+        head = msgpack_array_head(buf)
+        if head is None:
+            return None
+        count, start = head
+        longest = self._longest
+        if longest is not None:
+            have = len(longest.items)
+            body = memoryview(longest.raw)[longest.start :]
+            if count <= have:
+                size = longest.ends[count - 1] if count else 0
+                if size == len(buf) - start and longest.raw.startswith(
+                    memoryview(buf)[start:], longest.start
+                ):
+                    return longest.items[:count]
+            elif buf.startswith(body, start):
+                spans = _spans(buf, start + len(body), count - have)
+                if spans is not None:
+                    items = longest.items + self._elements(buf, spans)
+                    ends = longest.ends + [b - start for _, b in spans]
+                    self._longest = _LoadedArray(buf, start, items, ends)
+                    return items
+        spans = _spans(buf, start, count)
+        if spans is None:
+            return None
+        items = self._elements(buf, spans)
+        if longest is None or count > len(longest.items):
+            self._longest = _LoadedArray(buf, start, items, [b - start for _, b in spans])
+        return items
+
+    def _elements(self, buf: bytes, spans: list[tuple[int, int]]) -> list[Any]:
+        return [self.loads_typed(("msgpack", buf[a:b])) for a, b in spans]
+
+    def clear(self) -> None:
+        """Forget every memoized value (call between threads)."""
+        self._memo.clear()
+        self._longest = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+_FIXED = {0xC0: 0, 0xC2: 0, 0xC3: 0, 0xCA: 4, 0xCB: 8, 0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
+_FIXED.update({0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8})
+_FIXEXT = {0xD4: 2, 0xD5: 3, 0xD6: 5, 0xD7: 9, 0xD8: 17}
+_SIZED = {0xC4: (1, 0), 0xC5: (2, 0), 0xC6: (4, 0), 0xD9: (1, 0), 0xDA: (2, 0), 0xDB: (4, 0)}
+_SIZED.update({0xC7: (1, 1), 0xC8: (2, 1), 0xC9: (4, 1)})  # ext: length, then a type byte
+_COUNTED = {0xDC: (2, 1), 0xDD: (4, 1), 0xDE: (2, 2), 0xDF: (4, 2)}
+
+
+def _skip(buf: bytes, pos: int) -> int:
+    """The offset after the msgpack object at ``pos`` (ValueError/IndexError if malformed)."""
+    pending = 1
+    while pending:
+        pending -= 1
+        b = buf[pos]
+        pos += 1
+        if b <= 0x7F or b >= 0xE0:
+            continue
+        if b <= 0x8F:
+            pending += 2 * (b & 0x0F)
+        elif b <= 0x9F:
+            pending += b & 0x0F
+        elif b <= 0xBF:
+            pos += b & 0x1F
+        elif b in _FIXED:
+            pos += _FIXED[b]
+        elif b in _FIXEXT:
+            pos += _FIXEXT[b]
+        elif b in _SIZED:
+            width, extra = _SIZED[b]
+            pos += width + extra + int.from_bytes(buf[pos : pos + width], "big")
+        elif b in _COUNTED:
+            width, per = _COUNTED[b]
+            pending += per * int.from_bytes(buf[pos : pos + width], "big")
+            pos += width
+        else:
+            raise ValueError(f"msgpack byte 0x{b:02x} at {pos - 1}")
+    if pos > len(buf):
+        raise ValueError("truncated msgpack")
+    return pos
+
+
+def msgpack_array_items(buf: bytes) -> list[tuple[int, int]] | None:
+    """``(start, end)`` of each element when ``buf`` is exactly one msgpack array, else None."""
+    head = msgpack_array_head(buf)
+    return None if head is None else _spans(buf, head[1], head[0])
+
+
+def msgpack_array_head(buf: bytes) -> tuple[int, int] | None:
+    """(element count, header length) when ``buf`` starts with a whole msgpack array header."""
+    if not buf:
+        return None
+    b = buf[0]
+    if 0x90 <= b <= 0x9F:
+        return b & 0x0F, 1
+    if b in (0xDC, 0xDD):
+        width = 2 if b == 0xDC else 4
+        if len(buf) < 1 + width:
+            return None
+        return int.from_bytes(buf[1 : 1 + width], "big"), 1 + width
+    return None
+
+
+def _spans(buf: bytes, pos: int, count: int) -> list[tuple[int, int]] | None:
+    """``(start, end)`` of ``count`` objects from ``pos``; None unless they end ``buf``."""
+    spans = []
+    try:
+        for _ in range(count):
+            end = _skip(buf, pos)
+            spans.append((pos, end))
+            pos = end
+    except (ValueError, IndexError):
+        return None
+    return spans if pos == len(buf) else None
+
+
+@dataclasses.dataclass
+class _LoadedArray:
+    """A loaded msgpack array: its bytes, header length, elements, and where each
+    element ends (offsets from the end of the header)."""
+
+    raw: bytes
+    start: int
+    items: list[Any]
+    ends: list[int]
+
+
+def caching_saver(saver: Any) -> CachingSerde:
+    """Put a :class:`CachingSerde` in front of ``saver``'s serializer; return it."""
+    cache = CachingSerde(saver.serde)
+    saver.serde = cache
+    return cache
 
 
 def _is_primitive(value: Any) -> bool:
@@ -163,7 +354,7 @@ class _Array:
 class ReadBackSerde:
     """``inner.loads_typed`` for reading a restored thread back, memoized (per thread).
 
-    Like :class:`migrator.worker.op_dump.CachingSerde` (equal bytes load to the
+    Like :class:`CachingSerde` (equal bytes load to the
     same object; a msgpack array is loaded element by element, each distinct
     element once), and faster for the message lists ``list()`` returns newest
     first: an array whose bytes are the first elements of an array loaded

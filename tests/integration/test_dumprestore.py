@@ -526,13 +526,13 @@ def test_dump_stores_each_channel_version_once(dumped_2_0_25: Path) -> None:
 
 def _decoded_threads(dump: Path, allow_types: list[str]) -> list[list[dict[str, Any]]]:
     """The dump's records as the restore op decodes them (no transform)."""
-    from migrator.worker import op_restore
+    from migrator.worker import decode, dumpfile
 
-    decoder = op_restore.Decoder(allow_types)
+    decoder = decode.Decoder(allow_types)
     out = []
-    for raw_thread in op_restore.by_thread(op_restore.read_dump(str(dump))):
-        blobs, raw = op_restore.split_blobs(decoder, raw_thread)
-        out.append([op_restore.decode_record(decoder, r, blobs) for r in raw])
+    for raw_thread in dumpfile.by_thread(dumpfile.read_dump(str(dump))):
+        blobs, raw = decode.split_blobs(decoder, raw_thread)
+        out.append([decode.decode_record(decoder, r, blobs) for r in raw])
     return out
 
 
@@ -542,7 +542,7 @@ def test_list_encoding_writes_the_serializers_exact_bytes(dumped_2_0_25: Path) -
     from langgraph.checkpoint.postgres import PostgresSaver
     from psycopg.types.json import Jsonb
 
-    from migrator.worker.op_restore import BulkWriter
+    from migrator.worker.bulkwrite import BulkWriter
     from migrator.worker.serde_cache import SELF_CHECKS
 
     manifest = dump_manifest.load_manifest(dumped_2_0_25)
@@ -576,7 +576,7 @@ def test_restore_verification_catches_a_value_that_reads_back_differently(
     stored write are changed behind the saver's back and read back again."""
     from langgraph.checkpoint.postgres import PostgresSaver
 
-    from migrator.worker import op_restore
+    from migrator.worker import op_restore, readback
 
     manifest = dump_manifest.load_manifest(dumped_2_0_25)
     with scratch_database(pg_default) as dsn:
@@ -634,9 +634,9 @@ def test_restore_verification_catches_a_value_that_reads_back_differently(
                     write["idx"],
                 ),
             )
-            check = op_restore.ReadBack(PostgresSaver(conn), conn, "full")
+            check = readback.ReadBack(PostgresSaver(conn), conn, "full")
             problems = {
-                tid: op_restore.verify_thread(check.reader, conn, records)
+                tid: readback.verify_thread(check.reader, conn, records)
                 for records in _decoded_threads(dumped_2_0_25, manifest.types)
                 for tid in [records[0]["thread_id"]]
             }
@@ -666,7 +666,7 @@ def test_bulk_writer_loads_real_rows_with_binary_copy(
     on the restore's own dict-row connection)."""
     from langgraph.checkpoint.postgres import PostgresSaver
 
-    from migrator.worker import op_restore
+    from migrator.worker import bulkwrite, op_restore
 
     manifest = dump_manifest.load_manifest(dumped_2_0_25)
     with scratch_database(pg_default) as dsn:
@@ -675,7 +675,7 @@ def test_bulk_writer_loads_real_rows_with_binary_copy(
         with op_restore._connect(dsn, "binary_check", autocommit=True) as conn:
             PostgresSaver(conn).setup()
         with op_restore._connect(dsn, "binary_check", autocommit=False) as conn:
-            writer = op_restore.BulkWriter(PostgresSaver(conn), conn)
+            writer = bulkwrite.BulkWriter(PostgresSaver(conn), conn)
             for records in _decoded_threads(dumped_2_0_25, manifest.types):
                 for record in records:
                     writer.write(record)

@@ -10,7 +10,7 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-from migrator.worker.op_dump import CachingSerde, msgpack_array_items
+from migrator.worker.serde_cache import CachingSerde, msgpack_array_items
 
 SERDE = JsonPlusSerializer()
 

@@ -3,7 +3,7 @@
 * the type inventory collected while encoding = :func:`inventory` of the output;
 * a list that reuses its elements' blob encodings = ``dump_encode`` of the list;
 * a message list loaded through the growing-list path = the serializer's list;
-* :class:`_GzipLines` writes what ``gzip.open(path, "wt")`` writes.
+* :class:`GzipLines` writes what ``gzip.open(path, "wt")`` writes.
 """
 
 from __future__ import annotations
@@ -24,17 +24,11 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.types import Interrupt, Send
 from pydantic import BaseModel
 
+from migrator.worker.dumpencode import DumpEncoder, dump_encode, inventory
+from migrator.worker.dumpfile import GzipLines
 from migrator.worker.encode import MAX_DEPTH
-from migrator.worker.op_dump import (
-    BlobTable,
-    CachingSerde,
-    _dump_thread,
-    _DumpEncoder,
-    _GzipLines,
-    _Tally,
-    dump_encode,
-    inventory,
-)
+from migrator.worker.op_dump import BlobTable, _dump_thread, _Tally
+from migrator.worker.serde_cache import CachingSerde
 
 SERDE = JsonPlusSerializer()
 
@@ -111,7 +105,7 @@ VALUES = st.recursive(
 @settings(max_examples=300, suppress_health_check=list(HealthCheck))
 @given(VALUES)
 def test_types_collected_while_encoding_are_what_inventory_finds(value: Any) -> None:
-    encoded, found = _DumpEncoder().encode_found(value)
+    encoded, found = DumpEncoder().encode_found(value)
     assert json.dumps(encoded) == json.dumps(dump_encode(value))
     assert set(found) == _walked(encoded)
 
@@ -126,7 +120,7 @@ def test_types_collected_while_encoding_are_what_inventory_finds(value: Any) -> 
     ],
 )
 def test_odd_keys_and_markers(value: Any) -> None:
-    encoded, found = _DumpEncoder().encode_found(value)
+    encoded, found = DumpEncoder().encode_found(value)
     assert set(found) == _walked(encoded)
 
 
@@ -208,7 +202,7 @@ def test_gzip_lines_writes_what_gzip_text_mode_writes(tmp_path: Path) -> None:
     ]
     with gzip.open(tmp_path / "plain.gz", "wt", encoding="utf-8") as fh:
         fh.writelines(lines)
-    with _GzipLines(str(tmp_path / "fast.gz"), compresslevel=4, chunk=1000) as out:
+    with GzipLines(str(tmp_path / "fast.gz"), compresslevel=4, chunk=1000) as out:
         for line in lines:
             out.write(line)
     assert gzip.decompress((tmp_path / "fast.gz").read_bytes()) == gzip.decompress(
@@ -217,12 +211,12 @@ def test_gzip_lines_writes_what_gzip_text_mode_writes(tmp_path: Path) -> None:
 
 
 def test_gzip_lines_raises_what_the_text_mode_raises(tmp_path: Path) -> None:
-    with pytest.raises(UnicodeEncodeError), _GzipLines(str(tmp_path / "x.gz"), 4) as out:
+    with pytest.raises(UnicodeEncodeError), GzipLines(str(tmp_path / "x.gz"), 4) as out:
         out.write("\ud800\n")
 
 
 def test_versions_of_a_growing_list_are_not_split_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    from migrator.worker import op_dump
+    from migrator.worker import serde_cache
 
     messages = [HumanMessage(content=f"m{i}", id=str(i)) for i in range(20)]
     versions = [SERDE.dumps_typed(messages[:n]) for n in range(1, 21)]
@@ -230,8 +224,8 @@ def test_versions_of_a_growing_list_are_not_split_again(monkeypatch: pytest.Monk
     for v in versions[:10]:  # oldest first: each version extends the one before
         cache.loads_typed(v)
     splits: list[int] = []
-    spans = op_dump._spans
-    monkeypatch.setattr(op_dump, "_spans", lambda *a: splits.append(a[2]) or spans(*a))
+    spans = serde_cache._spans
+    monkeypatch.setattr(serde_cache, "_spans", lambda *a: splits.append(a[2]) or spans(*a))
     cache.loads_typed(versions[-1])
     assert splits == [10]  # only the 10 new elements
     for v in versions[10:-1]:  # shorter ones: a prefix of the longest, nothing to split

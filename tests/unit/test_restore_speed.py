@@ -20,10 +20,10 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.types import Interrupt, Send
 from pydantic import BaseModel
 
-from migrator.worker.op_dump import dump_encode
-from migrator.worker.op_restore import (
+from migrator.worker.decode import Decoder
+from migrator.worker.dumpencode import dump_encode
+from migrator.worker.readback import (
     SAMPLE_ONE_IN,
-    Decoder,
     Digests,
     PreparedThread,
     ReadBack,
