@@ -121,6 +121,7 @@ def restore_backup(
     *,
     into_new_schema: str | None = None,
     lock_wait: float | None = 60.0,
+    lock_held: bool = False,
     progress: Progress | None = None,
 ) -> RestoreResult:
     """Restore a backup's checkpoint tables: verify, load into a shadow schema, swap.
@@ -131,6 +132,7 @@ def restore_backup(
         into_new_schema: Restore into this new schema and leave the live tables alone
             (needed when the live tables' DDL differs from the backup's).
         lock_wait: Seconds to wait for the migrator lock (``None``: forever).
+        lock_held: The caller holds the migrator lock (``migrate``'s fallback).
         progress: receives one line per step.
 
     Returns:
@@ -143,7 +145,7 @@ def restore_backup(
             locked by the application during the swap. Nothing was written.
         ConnectError: The database cannot be reached.
     """
-    from migrator.lock import advisory_lock
+    from migrator.lock import migrator_lock
 
     say = progress or quiet
     if into_new_schema is not None:
@@ -152,7 +154,7 @@ def restore_backup(
     manifest = verify_backup(backup_dir)
     tables = manifest.checkpoint_tables()
     conn = connect(dsn, autocommit=False)  # first: its error carries the hint
-    with conn, advisory_lock(dsn, wait=lock_wait):
+    with conn, migrator_lock(dsn, wait=lock_wait, held=lock_held):
         try:
             return _restore(conn, manifest, tables, into_new_schema, say)
         except psycopg.errors.LockNotAvailable as exc:

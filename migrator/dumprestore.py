@@ -48,7 +48,7 @@ from migrator.errors import (
     VerificationError,
     WorkerError,
 )
-from migrator.lock import advisory_lock
+from migrator.lock import advisory_lock, migrator_lock
 from migrator.postgres import redact_dsn
 
 Progress = Callable[[str], None]
@@ -279,6 +279,7 @@ def restore_dump(
     progress: Progress = _quiet,
     timeout: float = 3600.0,
     lock_wait: float = 60.0,
+    lock_held: bool = False,
     extra_env: dict[str, str] | None = None,
     write_mode: str = "bulk",
     jobs: int = 1,
@@ -303,6 +304,7 @@ def restore_dump(
         progress: One-line progress messages.
         timeout: Seconds the worker may take.
         lock_wait: Seconds to wait for another migrator.
+        lock_held: The caller holds the migrator lock (``migrate``'s fallback).
         extra_env: Extra environment for the worker (e.g. ``PYTHONPATH`` for the
             transform's module).
         write_mode: ``"bulk"``: the new saver's ``put``/``put_writes`` produce the
@@ -387,7 +389,7 @@ def restore_dump(
         )
     stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime()) + f"{int(time.time() * 1000) % 1000:03d}"
     shadow = f"{SHADOW_PREFIX}{stamp}"
-    with advisory_lock(dsn, wait=lock_wait):
+    with migrator_lock(dsn, wait=lock_wait, held=lock_held):
         _execute(dsn, sql.SQL(CREATE_SCHEMA_SQL).format(sql.Identifier(shadow)))
         try:
             progress(f"restoring into shadow schema {shadow} with {env.label}")
@@ -718,6 +720,7 @@ def run_fallback(
     progress: Progress = _quiet,
     extra_env: dict[str, str] | None = None,
     jobs: int | None = None,
+    lock_held: bool = False,
 ) -> RestoreResult:
     """Dump with ``old_env``, restore with ``new_env`` (+ transform), verify, swap.
 
@@ -733,6 +736,8 @@ def run_fallback(
         progress: One-line progress messages.
         extra_env: Extra worker environment (user modules on ``PYTHONPATH``).
         jobs: Dump and restore workers at once (default :func:`default_jobs`).
+        lock_held: The caller holds the migrator lock (``migrate``): the restore
+            does not take it again.
 
     Returns:
         The restore result.
@@ -752,4 +757,5 @@ def run_fallback(
         progress=progress,
         extra_env=extra_env,
         jobs=jobs,
+        lock_held=lock_held,
     )

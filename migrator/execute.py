@@ -19,8 +19,8 @@
 6. Introspect, compare with the reference, repair with idempotent DDL.
 7. ``migrator.verify.verify_goldens`` and ``migrator.ledger.record_run`` when installed.
 8. Breaking drift after 7 (``DriftError``) and ``fallback="dump-restore"`` (or
-   ``"ask"`` and ``confirm`` says yes): release the lock, restore the pre-migrate
-   backup (beside the live tables, then one swap), dump with ``from_spec`` and
+   ``"ask"`` and ``confirm`` says yes): still holding the lock, restore the
+   pre-migrate backup (beside the live tables, then one swap), dump with ``from_spec`` and
    restore with the target (:func:`migrator.dumprestore.run_fallback`, ``task-id``
    transform), check the schema, verify again, and add one ``fallback`` check per
    golden thread saying whether it was cured. Not cured: the backup is restored
@@ -368,9 +368,9 @@ def migrate(
                 _undo_after_failure(run, outcome, env, plan, before, _no_fallback_error(run, exc))
         except (MigratorError, psycopg.Error) as exc:
             _undo_after_failure(run, outcome, env, plan, before, exc)
-    if drift is not None and backup_path is not None:
-        # Outside the lock: restore_backup and restore_dump take it themselves.
-        _fallback(run, outcome, drift, backup_path, env, plan, before)
+        if drift is not None and backup_path is not None:
+            # Still under the lock: no other migrator between the undo and the swap.
+            _fallback(run, outcome, drift, backup_path, env, plan, before)
     outcome.report = _report(run, plan, started)
     return outcome
 
@@ -486,7 +486,10 @@ def _live_schema(settings: MigrateSettings) -> str:
 
 
 def _restore_pre_migrate(run: _Run, backup_path: Path) -> str:
-    """Load the backup beside the live tables, then swap it in; returns where they went."""
+    """Load the backup beside the live tables, then swap it in; returns where they went.
+
+    Runs under the migrator lock that :func:`migrate` holds.
+    """
     from migrator.backup import restore_backup
     from migrator.dumprestore import OLD_PREFIX, _swap
 
@@ -499,11 +502,10 @@ def _restore_pre_migrate(run: _Run, backup_path: Path) -> str:
         settings.dsn,
         backup_path,
         into_new_schema=shadow,
-        lock_wait=settings.wait,
+        lock_held=True,
         progress=run.progress,
     )
-    with advisory_lock(settings.dsn, wait=settings.wait):
-        return _swap(settings.dsn, shadow, live, f"{OLD_PREFIX}{stamp}")
+    return _swap(settings.dsn, shadow, live, f"{OLD_PREFIX}{stamp}")
 
 
 def _fallback(
@@ -542,6 +544,7 @@ def _fallback(
                 work_dir=Path(work),
                 transform="task-id",
                 progress=run.progress,
+                lock_held=True,
             )
         if result.old_schema:
             kept.append(result.old_schema)

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
 
 import psycopg
 
@@ -33,6 +34,18 @@ WHERE l.locktype = 'advisory' AND l.granted
   AND (l.classid::bigint << 32 | l.objid::bigint) = (%s::bigint & x'FFFFFFFFFFFFFFFF'::bigint)
 LIMIT 1
 """
+
+
+def migrator_lock(dsn: str, *, wait: float | None, held: bool) -> AbstractContextManager[Any]:
+    """:func:`advisory_lock` for a step of a larger run, unless the run holds it (``held``).
+
+    ``migrate`` keeps the lock from its plan to its fallback's last swap; the
+    restores it runs on the way pass ``held=True``. Taking the lock again on a
+    second connection would wait for the run's own first one until ``wait``
+    ran out, and letting it go between steps would let another migrator in
+    halfway through a fallback.
+    """
+    return nullcontext() if held else advisory_lock(dsn, wait=wait)
 
 
 @contextmanager

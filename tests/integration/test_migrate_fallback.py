@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from migrator.backup import verify_backup
 from migrator.errors import MigrationError
 from migrator.execute import MigrateSettings, backup_hook
 from migrator.fixtures import CHECKPOINT_TABLES
+from migrator.lock import MIGRATOR_LOCK_KEY, TRY_LOCK_SQL, UNLOCK_SQL
 from migrator.postgres import Server, scratch_database
 
 ROOT = Path(__file__).resolve().parents[2] / "canary_fixtures"
@@ -68,6 +71,51 @@ def _columns(dsn: str, table: str) -> list[str]:
 
 def _migrate(dsn: str, scratch: str, *extra: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return _cli("migrate", "--dsn", dsn, "--scratch-dsn", scratch, "-q", *extra, cwd=cwd)
+
+
+SHADOWS_SQL = (
+    "SELECT 1 FROM pg_namespace WHERE nspname LIKE 'lgm\\_premigrate\\_%'"
+    " OR nspname LIKE 'langgraph\\_migrator\\_shadow\\_%'"
+)
+
+
+class _LockWatch:
+    """Polls the migrator lock, and the fallback's shadow schemas, from another session.
+
+    ``states`` is the sequence of observations (True: somebody else holds the
+    lock), consecutive repeats folded; a free lock is let go of at once.
+    ``shadows`` holds the lock state of every poll that saw a shadow schema
+    (a restore of the fallback in progress).
+    """
+
+    def __init__(self, dsn: str, every: float = 0.01) -> None:
+        self._conn = psycopg.connect(dsn, autocommit=True)
+        self._every = every
+        self._stop = threading.Event()
+        self.states: list[bool] = []
+        self.shadows: list[bool] = []
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            row = self._conn.execute(TRY_LOCK_SQL, (MIGRATOR_LOCK_KEY,)).fetchone()
+            held = not (row and row[0])
+            if not held:
+                self._conn.execute(UNLOCK_SQL, (MIGRATOR_LOCK_KEY,))
+            if not self.states or self.states[-1] != held:
+                self.states.append(held)
+            if self._conn.execute(SHADOWS_SQL).fetchone():
+                self.shadows.append(held)
+            time.sleep(self._every)
+
+    def __enter__(self) -> _LockWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._conn.close()
 
 
 # ------------------------------------------------------------------ backups
@@ -160,18 +208,23 @@ def test_migrate_fallback_cures_drift(pg_default: Server, tmp_path: Path) -> Non
     with scratch_database(pg_default) as dsn:
         _seeded_208(pg_default, dsn)
         out = tmp_path / "report.json"
-        proc = _migrate(
-            dsn,
-            pg_default.dsn,
-            "--from",
-            SPEC_208,
-            "--fallback",
-            "dump-restore",
-            "--json",
-            str(out),
-            cwd=tmp_path,
-        )
+        with _LockWatch(dsn) as watch:
+            proc = _migrate(
+                dsn,
+                pg_default.dsn,
+                "--from",
+                SPEC_208,
+                "--fallback",
+                "dump-restore",
+                "--json",
+                str(out),
+                cwd=tmp_path,
+            )
         assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr
+        # Held from the plan to the fallback's last swap, once: no other migrator
+        # could get in between the in-place run, its undo and the fallback.
+        assert watch.states == [False, True, False], watch.states
+        assert watch.shadows and all(watch.shadows), "a fallback restore ran without the lock"
         report = json.loads(out.read_text())
         assert report["verdict"] == "pass"
         in_place = [c for c in report["checks"] if c["check"] == "verify" and c["status"] == "warn"]
