@@ -16,15 +16,17 @@ tables untouched (the shadow schema is dropped).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -53,6 +55,7 @@ from migrator.postgres import redact_dsn
 
 Progress = Callable[[str], None]
 
+T = TypeVar("T")
 SHADOW_PREFIX = "langgraph_migrator_shadow_"
 OLD_PREFIX = "langgraph_migrator_old_"
 #: Tables a swap moves, when present.
@@ -217,6 +220,28 @@ def dump_threads(
     return manifest
 
 
+def run_parallel(jobs: int, calls: Sequence[Callable[..., T]]) -> list[T]:
+    """``call(cancel=event)`` for each call, ``jobs`` at a time; the results in order.
+
+    The first call that fails (or an interrupt of the caller) stops the rest:
+    calls not started are dropped, running ones see ``event`` set (a worker's
+    process group is killed, :func:`migrator.envs.run_worker`), and that first
+    failure is raised once they have all stopped.
+    """
+    stop = threading.Event()
+    results: dict[int, T] = {}
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = {pool.submit(call, cancel=stop): i for i, call in enumerate(calls)}
+        try:
+            for future in as_completed(futures):
+                results[futures[future]] = future.result()
+        except BaseException:
+            stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    return [results[i] for i in range(len(calls))]
+
+
 def _dump_parts(
     dsn: str,
     env: envs.VersionEnv,
@@ -229,9 +254,10 @@ def _dump_parts(
     part_paths = [out_path.with_name(f".{out_path.name}.part{k}") for k in range(len(requests))]
     partial = out_path.with_name(f".{out_path.name}.partial")
     try:
-        with ThreadPoolExecutor(max_workers=len(requests)) as pool:
-            futures = [
-                pool.submit(
+        results = run_parallel(
+            len(requests),
+            [
+                functools.partial(
                     envs.run_worker,
                     env,
                     "dump",
@@ -239,8 +265,8 @@ def _dump_parts(
                     timeout=timeout,
                 )
                 for path, request in zip(part_paths, requests, strict=True)
-            ]
-            results = [f.result() for f in futures]
+            ],
+        )
         digest = hashlib.sha256()
         with partial.open("wb") as out:
             for k, (path, result) in enumerate(zip(part_paths, results, strict=True)):
@@ -448,6 +474,8 @@ class _PartRunner:
     The workers share one shadow schema; each runs the new version's ``setup()``
     there under a schema-keyed advisory lock, so the first builds the tables and
     the others find nothing to do (concurrent ``setup()`` calls race: H-SETUP-RACE).
+    The first part that fails (or an interrupt) stops the others: parts not
+    started are cancelled, running workers are killed, and that failure is raised.
     """
 
     def __init__(
@@ -480,24 +508,20 @@ class _PartRunner:
         ]
         if len(requests) > 1:
             self.progress(f"{len(requests)} parts, {self.jobs} worker(s) at once")
-        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
-            futures = [pool.submit(self._one, r, shadow) for r in requests]
-            failure: BaseException | None = None
-            results = []
-            for future in futures:
-                try:
-                    results.append(future.result())
-                except BaseException as exc:  # noqa: BLE001 - raised below, after the others
-                    if failure is None:
-                        failure = exc
-                        pool.shutdown(wait=False, cancel_futures=True)
-        if failure is not None:
-            raise failure
-        return _merged(results)
+        calls = [functools.partial(self._one, r, shadow) for r in requests]
+        return _merged(run_parallel(self.jobs, calls))
 
-    def _one(self, request: dict[str, Any], shadow: str | None) -> dict[str, Any]:
+    def _one(
+        self, request: dict[str, Any], shadow: str | None, *, cancel: threading.Event
+    ) -> dict[str, Any]:
         return _run_restore(
-            self.env, request, self.timeout, self.extra_env, shadow=shadow, dsn=self.dsn
+            self.env,
+            request,
+            self.timeout,
+            self.extra_env,
+            shadow=shadow,
+            dsn=self.dsn,
+            cancel=cancel,
         )
 
 
@@ -551,9 +575,12 @@ def _run_restore(
     *,
     shadow: str | None,
     dsn: str,
+    cancel: threading.Event | None = None,
 ) -> dict[str, Any]:
     try:
-        result = envs.run_worker(env, "restore", request, timeout=timeout, extra_env=extra_env)
+        result = envs.run_worker(
+            env, "restore", request, timeout=timeout, extra_env=extra_env, cancel=cancel
+        )
     except WorkerError as exc:
         where = "" if shadow is None else "; the shadow schema was dropped, live tables untouched"
         if exc.kind in _CONFIG_KINDS or (

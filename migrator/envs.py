@@ -36,9 +36,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata, resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from migrator.errors import ConfigError, EnvBuildError, WorkerError
+
+if TYPE_CHECKING:
+    import threading
 
 #: The four packages every version set pins (plus psycopg, which the worker needs).
 KEY_PACKAGES = (
@@ -824,6 +827,32 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
+#: How often a worker with a ``cancel`` event checks it (seconds).
+CANCEL_POLL_S = 0.2
+
+
+def _communicate(
+    proc: subprocess.Popen[bytes],
+    payload: bytes,
+    timeout: float,
+    cancel: threading.Event | None,
+) -> tuple[bytes, bytes]:
+    """``proc.communicate(payload, timeout)``, raising ``TimeoutExpired`` early on ``cancel``."""
+    if cancel is None:
+        return proc.communicate(payload, timeout=timeout)
+    deadline = time.monotonic() + timeout
+    pending: bytes | None = payload
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            # A retry must not pass the input again: communicate() keeps feeding it.
+            return proc.communicate(pending, timeout=max(0.0, min(left, CANCEL_POLL_S)))
+        except subprocess.TimeoutExpired:
+            pending = None
+            if cancel.is_set() or left <= CANCEL_POLL_S:
+                raise
+
+
 def run_worker(
     env: VersionEnv,
     op: str,
@@ -832,6 +861,7 @@ def run_worker(
     timeout: float = 600.0,
     worker_path: Path | None = None,
     extra_env: Mapping[str, str] | None = None,
+    cancel: threading.Event | None = None,
 ) -> dict[str, Any]:
     """Run ``python -m migrator.worker OP`` in ``env`` and return the op's result.
 
@@ -844,14 +874,17 @@ def run_worker(
         timeout: Seconds before the worker is killed.
         worker_path: Directory put on ``PYTHONPATH`` (default :func:`worker_source_dir`).
         extra_env: Extra environment variables for the worker.
+        cancel: When set (by another thread), the worker's process group is killed
+            within :data:`CANCEL_POLL_S`.
 
     Returns:
         The op's ``result`` object.
 
     Raises:
         WorkerError: The op raised (``kind`` is the exception's class name), the
-            worker crashed or printed no response (``kind`` ``"crash"``), or timed
-            out (``kind`` ``"timeout"``). ``stderr`` holds its last stderr lines.
+            worker crashed or printed no response (``kind`` ``"crash"``), timed
+            out (``kind`` ``"timeout"``) or was cancelled (``kind``
+            ``"cancelled"``). ``stderr`` holds its last stderr lines.
     """
     where = f"in env {env.label}"
     payload = json.dumps(dict(request or {}), ensure_ascii=False).encode("utf-8")
@@ -881,11 +914,15 @@ def run_worker(
     except OSError as exc:
         raise WorkerError(f"worker op {op} could not start {where}: {exc}", kind="crash") from None
     try:
-        out, err = proc.communicate(payload, timeout=timeout)
+        out, err = _communicate(proc, payload, timeout, cancel)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         out, err = proc.communicate()
         stderr = _tail(err.decode("utf-8", "replace"))
+        if cancel is not None and cancel.is_set():
+            raise WorkerError(
+                f"worker {op} stopped {where}: cancelled", stderr=stderr, kind="cancelled"
+            ) from None
         raise WorkerError(
             f"worker {op} timed out after {timeout:g}s {where}", stderr=stderr, kind="timeout"
         ) from None

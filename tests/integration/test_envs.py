@@ -6,13 +6,16 @@ warm run only starts workers. Failure and concurrency tests use a temporary cach
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -210,6 +213,13 @@ FAKE_OPS = {
             time.sleep(300)
             return {}
         """,
+    "boom_when": """
+        import os, time
+        def run(request):
+            while not os.path.exists(request["after"]):
+                time.sleep(0.05)
+            raise ValueError("planned failure")
+        """,
     "notjson": """
         def run(request):
             return {"value": object()}
@@ -318,3 +328,87 @@ def test_worker_does_not_see_the_tools_site_packages(tmp_path: Path) -> None:
     assert sorted(p.name for p in root.iterdir()) == ["migrator"]
     assert sorted(p.name for p in (root / "migrator").iterdir()) == ["__init__.py", "worker"]
     assert envs.worker_source_dir(cache=tmp_path) == root
+
+
+def _wait_for(path: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and path.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert path.exists(), f"{path.name} never appeared"
+
+
+def _gone(*pids: int, timeout: float = 5) -> bool:
+    deadline = time.monotonic() + timeout
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not any(_alive(p) for p in pids)
+
+
+def test_cancelled_worker_is_killed_with_its_children(
+    current_env: VersionEnv, fake_worker_root: Path, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pids"
+    cancel = threading.Event()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        running = pool.submit(
+            run_worker,
+            current_env,
+            "sleep",
+            {"pid_file": str(pid_file)},
+            timeout=300,
+            worker_path=fake_worker_root,
+            cancel=cancel,
+        )
+        _wait_for(pid_file)
+        cancel.set()
+        started = time.monotonic()
+        with pytest.raises(WorkerError) as info:
+            running.result(timeout=30)
+    assert time.monotonic() - started < 10
+    assert info.value.kind == "cancelled"
+    assert str(info.value).startswith("worker sleep stopped in env current")
+    assert _gone(*map(int, pid_file.read_text().split()))
+
+
+def test_cancellable_worker_gets_its_whole_request(
+    current_env: VersionEnv, fake_worker_root: Path
+) -> None:
+    """With a cancel event, the request is written across several short waits."""
+    big = {"blob": "y" * 30_000_000, "text": "żółw 🐢"}
+    result = run_worker(
+        current_env, "echo", big, worker_path=fake_worker_root, cancel=threading.Event()
+    )
+    assert result["echo"] == big
+
+
+def test_first_failure_stops_the_other_workers(
+    current_env: VersionEnv, fake_worker_root: Path, tmp_path: Path
+) -> None:
+    """dump/restore --jobs: a part that fails kills the parts still running."""
+    from migrator.dumprestore import run_parallel
+
+    pid_file = tmp_path / "pids"
+    calls = [
+        functools.partial(
+            run_worker,
+            current_env,
+            "sleep",
+            {"pid_file": str(pid_file)},
+            timeout=300,
+            worker_path=fake_worker_root,
+        ),
+        functools.partial(
+            run_worker,
+            current_env,
+            "boom_when",
+            {"after": str(pid_file)},
+            timeout=300,
+            worker_path=fake_worker_root,
+        ),
+    ]
+    started = time.monotonic()
+    with pytest.raises(WorkerError) as info:
+        run_parallel(2, calls)
+    assert time.monotonic() - started < 60  # not the sleeping worker's 300 s
+    assert info.value.kind == "ValueError"  # the failure itself, not the cancellation
+    assert _gone(*map(int, pid_file.read_text().split()))
