@@ -1,8 +1,13 @@
 """upgrade-check runs the dump/restore fallback on breaking drift and says what it cured.
 
-2.0.8 -> newest is the real case: in place, H-TASK-ID makes completed nodes run
-again and a paused subgraph restart; through dump/restore with the task-id
+2.0.8 -> newest is the behaviour case: in place, H-TASK-ID makes completed nodes
+run again and a paused subgraph restart; through dump/restore with the task-id
 transform the same canaries resume exactly as 2.0.8 would.
+
+2.0.8 -> 2.0.12 is the schema case: 2.0.12's ``setup()`` finds the ledger at v8
+and runs nothing, so ``checkpoint_writes.task_path`` stays missing
+(H-LEDGER-SHIFT) and every read fails; the fallback builds the tables with
+2.0.12's own ``setup()`` and every canary reads and resumes as 2.0.8 left it.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from migrator.config import CheckSettings, PgChoice
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 OLD = "langgraph-checkpoint-postgres==2.0.8"
+SHIFTED = "langgraph-checkpoint-postgres==2.0.12"
 
 
 @pytest.fixture(scope="module")
@@ -53,3 +59,36 @@ def test_in_place_resume_reexecuted_but_fallback_did_not(report):
     after = _by(report, "fallback-resume")
     assert after["subgraph"].status == "pass" and after["failed_node"].status == "pass"
     assert after["subgraph"].differences == ()
+
+
+@pytest.fixture(scope="module")
+def shifted(pg_default):
+    pg = PgChoice(provider="url", dsn=pg_default.dsn)
+    return upgrade_check(CheckSettings(from_spec=OLD, to_spec=SHIFTED, pg=pg))
+
+
+def test_fallback_cures_a_schema_left_inconsistent(shifted):
+    seeded = {c.canary for c in shifted.checks if c.check == "seed" and c.status == "pass"}
+    for check in ("drift", "resume"):
+        in_place = {c.canary: c for c in shifted.checks if c.check == check}
+        after = _by(shifted, f"fallback-{check}")
+        failed = {name for name, c in in_place.items() if c.status == "fail"}
+        # every canary that has something to check (resume skips the finished ones)
+        assert failed == {n for n, c in in_place.items() if c.status != "skip"}
+        assert failed and failed <= seeded
+        if check == "drift":
+            assert failed == seeded
+        for name in failed:
+            assert "H-LEDGER-SHIFT" in in_place[name].hazards, (check, name)
+            assert after[name].status == "pass", (check, name, after[name].summary)
+            assert after[name].summary.startswith("cured by dump/restore"), after[name].summary
+    errors = [
+        d
+        for c in _by(shifted, "drift").values()
+        for d in c.differences
+        if d["kind"] == "checkpoint_error" and "task_path does not exist" in d["message"]
+    ]
+    assert errors, "the in-place failure should name the missing task_path column"
+    # Without --accept-fallback the gate still fails: the in-place path is what deploys.
+    assert shifted.verdict == "fail"
+    assert any("fallback cures every breaking difference" in n for n in shifted.notes)
