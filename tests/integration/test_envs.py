@@ -344,21 +344,20 @@ def _gone(*pids: int, timeout: float = 5) -> bool:
     return not any(_alive(p) for p in pids)
 
 
+def _sleeper(env: VersionEnv, root: Path, pid_file: Path) -> functools.partial[dict]:
+    """A call of the fake ``sleep`` op (300 s) that writes its pids to ``pid_file``."""
+    return functools.partial(
+        run_worker, env, "sleep", {"pid_file": str(pid_file)}, timeout=300, worker_path=root
+    )
+
+
 def test_cancelled_worker_is_killed_with_its_children(
     current_env: VersionEnv, fake_worker_root: Path, tmp_path: Path
 ) -> None:
     pid_file = tmp_path / "pids"
     cancel = threading.Event()
     with ThreadPoolExecutor(max_workers=1) as pool:
-        running = pool.submit(
-            run_worker,
-            current_env,
-            "sleep",
-            {"pid_file": str(pid_file)},
-            timeout=300,
-            worker_path=fake_worker_root,
-            cancel=cancel,
-        )
+        running = pool.submit(_sleeper(current_env, fake_worker_root, pid_file), cancel=cancel)
         _wait_for(pid_file)
         cancel.set()
         started = time.monotonic()
@@ -389,14 +388,7 @@ def test_first_failure_stops_the_other_workers(
 
     pid_file = tmp_path / "pids"
     calls = [
-        functools.partial(
-            run_worker,
-            current_env,
-            "sleep",
-            {"pid_file": str(pid_file)},
-            timeout=300,
-            worker_path=fake_worker_root,
-        ),
+        _sleeper(current_env, fake_worker_root, pid_file),
         functools.partial(
             run_worker,
             current_env,
