@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -865,12 +866,45 @@ def config_show(ctx: click.Context, command: tuple[str, ...], as_json: bool) -> 
     click.echo(render_effective(rows, as_json=as_json))
 
 
+#: Exit status after SIGTERM (128 + 15, what a shell reports for a terminated job).
+EXIT_TERMINATED = 143
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, unwound like Ctrl-C so that every cleanup runs."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    # A second SIGTERM kills at once, as before: a cleanup that hangs is not a trap.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise _Terminated
+
+
+def _unwind_on_sigterm() -> None:
+    """Make SIGTERM (``timeout``, a cancelled CI job, a deploy hook) unwind like Ctrl-C.
+
+    By default SIGTERM ends the process on the spot: its ephemeral Postgres keeps
+    running, worker processes (in their own sessions) keep writing, and a fallback's
+    shadow schema stays. Raised as an interrupt instead, the ``finally`` blocks kill
+    the workers, drop the shadow schema and stop the server. Left alone when the
+    embedding program has its own handler.
+    """
+    if threading.current_thread() is threading.main_thread() and (
+        signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    ):
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: the one place that maps errors to exit codes."""
     raiseerr = "--raiseerr" in (argv if argv is not None else sys.argv[1:])
+    _unwind_on_sigterm()
     try:
         rc = cli.main(args=argv, prog_name="langgraph-migrator", standalone_mode=False)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__cause__, _Terminated):
+            click.echo("terminated (SIGTERM): workers stopped, temporary state removed.", err=True)
+            sys.exit(EXIT_TERMINATED)
         click.echo("aborted.", err=True)
         sys.exit(130)
     except click.ClickException as exc:

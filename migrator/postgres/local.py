@@ -234,6 +234,19 @@ def _check_readable(bin_dir: Path, runner: _Runner) -> None:
         )
 
 
+def _check_enterable(parent: Path, runner: _Runner) -> None:
+    # Otherwise pg_ctl fails with an empty server log: the server cannot reach its data.
+    if runner.ids is None:
+        return
+    blocked = first_untraversable(parent)
+    if blocked is not None:
+        raise ProvisionError(
+            f"Cannot put a cluster in {parent}: '{SERVER_USER}' cannot enter {blocked}.",
+            hint=f"as root the server runs as '{SERVER_USER}'; point ${CLUSTERS_ENV} at a "
+            "directory whose parents are world-searchable (or unset it).",
+        )
+
+
 class LocalCluster:
     """A running ephemeral cluster; ``stop()`` leaves no process and no files."""
 
@@ -347,9 +360,9 @@ def start_cluster(source: Source, *, port: int | None = None) -> Server:
     template = ensure_template(source)
     ids = server_ids()
     runner = _Runner(ids)
-    base = Path(
-        tempfile.mkdtemp(prefix=f"langgraph-migrator-pg{source.major}-", dir=_clusters_parent())
-    )
+    parent = _clusters_parent()
+    _check_enterable(parent, runner)
+    base = Path(tempfile.mkdtemp(prefix=f"langgraph-migrator-pg{source.major}-", dir=parent))
     try:
         data, sock, log = base / "data", base / "sock", base / "server.log"
         shutil.copytree(template, data, symlinks=True)

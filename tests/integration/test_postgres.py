@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -249,6 +250,19 @@ def test_private_bin_dir_is_refused_when_root(
     monkeypatch.setenv("PG_BIN", str(private))
     monkeypatch.setenv("LANGGRAPH_MIGRATOR_PG_CACHE", str(tmp_path / "cache"))
     with pytest.raises(ProvisionError, match="not readable by 'nobody'"):
+        provision("local")
+
+
+def test_private_clusters_dir_is_refused_when_root(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Not pg_ctl's empty server log: a one-line cause naming the directory."""
+    if not running_as_root():
+        pytest.skip("only root hands the server to another user")
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    monkeypatch.setenv("LANGGRAPH_MIGRATOR_PG_CLUSTERS", str(private / "clusters"))
+    with pytest.raises(ProvisionError, match=re.escape(f"'nobody' cannot enter {private}. ")):
         provision("local")
 
 
