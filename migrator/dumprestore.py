@@ -51,11 +51,14 @@ from migrator.errors import (
     WorkerError,
 )
 from migrator.lock import advisory_lock, migrator_lock
+from migrator.partprogress import PartProgress
 from migrator.postgres import redact_dsn
 
 Progress = Callable[[str], None]
 
 T = TypeVar("T")
+#: Default seconds a dump or restore worker may make no progress (no fixed limit).
+IDLE_TIMEOUT_S = 900.0
 SHADOW_PREFIX = "langgraph_migrator_shadow_"
 OLD_PREFIX = "langgraph_migrator_old_"
 #: Tables a swap moves, when present.
@@ -159,7 +162,7 @@ def dump_threads(
     threads: Iterable[str] | None = None,
     jobs: int = 1,
     progress: Progress = _quiet,
-    timeout: float = 3600.0,
+    timeout: float = IDLE_TIMEOUT_S,
 ) -> DumpManifest:
     """Dump every thread of ``dsn`` through ``env``'s saver to ``out_path`` (+ manifest).
 
@@ -175,7 +178,8 @@ def dump_threads(
         threads: Only these thread ids.
         jobs: Workers (and database connections) reading at once.
         progress: One-line progress messages.
-        timeout: Seconds the worker may take.
+        timeout: Seconds a worker may go without progress before it is killed
+            (:mod:`migrator.partprogress`; a long run is not cut off).
 
     Returns:
         The manifest, also written to ``<out_path>.manifest.json``.
@@ -202,15 +206,21 @@ def dump_threads(
     else:
         pairs = sub_shards(shard, jobs) if jobs > 1 else [shard]
         requests = [{"shard": list(p) if p else None, "threads": None} for p in pairs]
-    if len(requests) == 1:
-        progress(f"dumping threads with {env.label}")
-        result = envs.run_worker(
-            env, "dump", {"dsn": dsn, "path": str(out_path), **requests[0]}, timeout=timeout
-        )
-        results, sha256 = [result], str(result["sha256"])
-    else:
-        progress(f"dumping threads with {env.label}: {len(requests)} workers")
-        results, sha256 = _dump_parts(dsn, env, out_path, requests, timeout, progress)
+    with PartProgress("dump", len(requests), progress) as meter:
+        if len(requests) == 1:
+            progress(f"dumping threads with {env.label}")
+            request = {"dsn": dsn, "path": str(out_path), **requests[0]}
+            result = envs.run_worker(
+                env,
+                "dump",
+                {**request, "progress_path": meter.path(0)},
+                timeout=timeout,
+                idle=meter.idle(0),
+            )
+            results, sha256 = [result], str(result["sha256"])
+        else:
+            progress(f"dumping threads with {env.label}: {len(requests)} workers")
+            results, sha256 = _dump_parts(dsn, env, out_path, requests, timeout, progress, meter)
     manifest = merge_parts(
         out_path, results, sha256=sha256, shard=shard, selected=selected is not None
     )
@@ -249,6 +259,7 @@ def _dump_parts(
     requests: list[dict[str, Any]],
     timeout: float,
     progress: Progress,
+    meter: PartProgress,
 ) -> tuple[list[dict[str, Any]], str]:
     """Run one dump worker per request at once; concatenate their files into ``out_path``."""
     part_paths = [out_path.with_name(f".{out_path.name}.part{k}") for k in range(len(requests))]
@@ -261,10 +272,11 @@ def _dump_parts(
                     envs.run_worker,
                     env,
                     "dump",
-                    {"dsn": dsn, "path": str(path), **request},
+                    {"dsn": dsn, "path": str(path), "progress_path": meter.path(k), **request},
                     timeout=timeout,
+                    idle=meter.idle(k),
                 )
-                for path, request in zip(part_paths, requests, strict=True)
+                for k, (path, request) in enumerate(zip(part_paths, requests, strict=True))
             ],
         )
         digest = hashlib.sha256()
@@ -303,7 +315,7 @@ def restore_dump(
     swap: bool = True,
     schema: str = "public",
     progress: Progress = _quiet,
-    timeout: float = 3600.0,
+    timeout: float = IDLE_TIMEOUT_S,
     lock_wait: float = 60.0,
     lock_held: bool = False,
     extra_env: dict[str, str] | None = None,
@@ -328,7 +340,8 @@ def restore_dump(
         swap: Swap the shadow in (False: leave it for inspection).
         schema: The live schema holding the checkpoint tables.
         progress: One-line progress messages.
-        timeout: Seconds the worker may take.
+        timeout: Seconds a worker may go without progress before it is killed
+            (:mod:`migrator.partprogress`; a long run is not cut off).
         lock_wait: Seconds to wait for another migrator.
         lock_held: The caller holds the migrator lock (``migrate``'s fallback).
         extra_env: Extra environment for the worker (e.g. ``PYTHONPATH`` for the
@@ -508,11 +521,25 @@ class _PartRunner:
         ]
         if len(requests) > 1:
             self.progress(f"{len(requests)} parts, {self.jobs} worker(s) at once")
-        calls = [functools.partial(self._one, r, shadow) for r in requests]
-        return _merged(run_parallel(self.jobs, calls))
+        what = "restore" if shadow is not None else "dry run"
+        threads = len(self.dumps.threads)
+        with PartProgress(what, len(requests), self.progress, threads=threads) as meter:
+            calls = [
+                functools.partial(
+                    self._one, {**r, "progress_path": meter.path(k)}, shadow, meter, k
+                )
+                for k, r in enumerate(requests)
+            ]
+            return _merged(run_parallel(self.jobs, calls))
 
     def _one(
-        self, request: dict[str, Any], shadow: str | None, *, cancel: threading.Event
+        self,
+        request: dict[str, Any],
+        shadow: str | None,
+        meter: PartProgress,
+        part: int,
+        *,
+        cancel: threading.Event,
     ) -> dict[str, Any]:
         return _run_restore(
             self.env,
@@ -522,6 +549,7 @@ class _PartRunner:
             shadow=shadow,
             dsn=self.dsn,
             cancel=cancel,
+            idle=meter.idle(part),
         )
 
 
@@ -576,10 +604,17 @@ def _run_restore(
     shadow: str | None,
     dsn: str,
     cancel: threading.Event | None = None,
+    idle: Callable[[], float] | None = None,
 ) -> dict[str, Any]:
     try:
         result = envs.run_worker(
-            env, "restore", request, timeout=timeout, extra_env=extra_env, cancel=cancel
+            env,
+            "restore",
+            request,
+            timeout=timeout,
+            extra_env=extra_env,
+            cancel=cancel,
+            idle=idle,
         )
     except WorkerError as exc:
         where = "" if shadow is None else "; the shadow schema was dropped, live tables untouched"

@@ -827,7 +827,7 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-#: How often a worker with a ``cancel`` event checks it (seconds).
+#: How often a worker with a ``cancel`` event or an ``idle`` clock checks them (seconds).
 CANCEL_POLL_S = 0.2
 
 
@@ -836,21 +836,27 @@ def _communicate(
     payload: bytes,
     timeout: float,
     cancel: threading.Event | None,
+    idle: Callable[[], float] | None = None,
 ) -> tuple[bytes, bytes]:
-    """``proc.communicate(payload, timeout)``, raising ``TimeoutExpired`` early on ``cancel``."""
-    if cancel is None:
+    """``proc.communicate(payload, timeout)``, raising ``TimeoutExpired`` early on
+    ``cancel``; with ``idle``, ``timeout`` counts the seconds ``idle()`` reports
+    (the worker's time without progress) instead of the time since it started."""
+    if cancel is None and idle is None:
         return proc.communicate(payload, timeout=timeout)
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
     pending: bytes | None = payload
     while True:
-        left = deadline - time.monotonic()
+        still = time.monotonic() - started
+        if idle is not None:
+            still = min(still, idle())
+        left = timeout - still
+        if left <= 0 or (cancel is not None and cancel.is_set()):
+            raise subprocess.TimeoutExpired(proc.args, timeout)
         try:
             # A retry must not pass the input again: communicate() keeps feeding it.
-            return proc.communicate(pending, timeout=max(0.0, min(left, CANCEL_POLL_S)))
+            return proc.communicate(pending, timeout=min(left, CANCEL_POLL_S))
         except subprocess.TimeoutExpired:
             pending = None
-            if cancel.is_set() or left <= CANCEL_POLL_S:
-                raise
 
 
 def run_worker(
@@ -862,6 +868,7 @@ def run_worker(
     worker_path: Path | None = None,
     extra_env: Mapping[str, str] | None = None,
     cancel: threading.Event | None = None,
+    idle: Callable[[], float] | None = None,
 ) -> dict[str, Any]:
     """Run ``python -m migrator.worker OP`` in ``env`` and return the op's result.
 
@@ -876,6 +883,9 @@ def run_worker(
         extra_env: Extra environment variables for the worker.
         cancel: When set (by another thread), the worker's process group is killed
             within :data:`CANCEL_POLL_S`.
+        idle: Seconds since the worker last made progress (its progress file,
+            :class:`migrator.partprogress.PartProgress`): ``timeout`` then limits
+            the time without progress, not the whole run.
 
     Returns:
         The op's ``result`` object.
@@ -914,7 +924,7 @@ def run_worker(
     except OSError as exc:
         raise WorkerError(f"worker op {op} could not start {where}: {exc}", kind="crash") from None
     try:
-        out, err = _communicate(proc, payload, timeout, cancel)
+        out, err = _communicate(proc, payload, timeout, cancel, idle)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         out, err = proc.communicate()
@@ -923,9 +933,8 @@ def run_worker(
             raise WorkerError(
                 f"worker {op} stopped {where}: cancelled", stderr=stderr, kind="cancelled"
             ) from None
-        raise WorkerError(
-            f"worker {op} timed out after {timeout:g}s {where}", stderr=stderr, kind="timeout"
-        ) from None
+        what = f"made no progress for {timeout:g}s" if idle else f"timed out after {timeout:g}s"
+        raise WorkerError(f"worker {op} {what} {where}", stderr=stderr, kind="timeout") from None
     except BaseException:
         _kill_group(proc)
         proc.wait()

@@ -11,7 +11,8 @@ is imported beyond what the old saver itself loads.
 
 Request::
 
-    {"dsn": str, "path": str, "shard": [i, n] | null, "threads": [str] | null}
+    {"dsn": str, "path": str, "shard": [i, n] | null, "threads": [str] | null,
+     "progress_path": str | null}
 
 The dump is gzip-compressed JSON lines (``docs/dump-restore.md``): a header, one
 ``blob`` record per distinct non-primitive channel value of a thread
@@ -55,6 +56,7 @@ from migrator.worker.encode import (
     MAX_DEPTH,
     error_entry,
 )
+from migrator.worker.progressfile import ProgressFile
 from migrator.worker.saver import open_connection
 from migrator.worker.serde_cache import CachingSerde
 
@@ -452,7 +454,8 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
 
     Args:
         request: ``dsn``, ``path`` (the file to write), ``shard`` (``[i, n]`` or
-            null) and ``threads`` (thread ids, or null for every thread).
+            null), ``threads`` (thread ids, or null for every thread) and
+            ``progress_path`` (a :class:`ProgressFile`, optional).
 
     Returns:
         The manifest (``docs/dump-restore.md``).
@@ -460,6 +463,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     path = str(request["path"])
     versions = compat.installed_versions()
     tally = _Tally()
+    meter = ProgressFile(request.get("progress_path"))
     tmp = f"{path}.partial"
     with contextlib.ExitStack() as stack:
         stack.enter_context(_gc_frozen())
@@ -468,6 +472,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
 
         has_task_path = conns[0].execute(HAS_TASK_PATH_SQL).fetchone() is not None
         thread_ids = _threads(conns[0], request)
+        meter.total(len(thread_ids))
         # From here on each connection serves one reader thread only.
         readers = [(PostgresSaver(conn), conn) for conn in conns]
         reads = stack.enter_context(
@@ -478,9 +483,11 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
             out.write(json.dumps(header, ensure_ascii=False) + "\n")
             for thread_id, namespaces in reads:
                 _dump_thread(thread_id, namespaces, out, tally)
+                meter.advance(1, tally.threads[thread_id]["checkpoints"])
             end = {"kind": "end", "records": tally.records, "blobs": tally.blobs}
             out.write(json.dumps(end) + "\n")
     os.replace(tmp, path)
+    meter.finish()
     return {
         "format": MANIFEST_FORMAT,
         "dump_format": DUMP_FORMAT,

@@ -30,7 +30,11 @@ Request::
 
     {"dsn", "schema", "path", "allow_types": [...], "transform": "m:f" | null,
      "task_id": bool, "graph": "m:attr" | null, "dry_run": bool, "batch": int,
-     "write_mode": "bulk" | "put", "verify": "full" | "sample"}
+     "write_mode": "bulk" | "put", "verify": "full" | "sample",
+     "progress_path": str | null}
+
+Progress (``progress_path``, :class:`ProgressFile`) counts threads once they are
+verified (decoded, with ``dry_run``).
 
 With ``dry_run`` nothing is written: the result lists what the transforms
 would change.
@@ -51,6 +55,7 @@ from migrator.worker.bulkwrite import BulkWriter, write_record
 from migrator.worker.decode import Decoder, DisallowedTypeError, decode_record, split_blobs
 from migrator.worker.dumpfile import DumpFormatError, by_thread, read_dump
 from migrator.worker.encode import encode
+from migrator.worker.progressfile import ProgressFile
 from migrator.worker.readback import VERIFY_MODES, PreparedThread, ReadBack
 from migrator.worker.transforms import (
     TransformError,
@@ -211,6 +216,7 @@ def _run(request: dict[str, Any]) -> dict[str, Any]:
     task_id = bool(request.get("task_id"))
     dry_run = bool(request.get("dry_run"))
     batch = int(request.get("batch") or 500)
+    meter = ProgressFile(request.get("progress_path"))
     threads: dict[str, dict[str, int]] = {}
     changes: list[str] = []
 
@@ -243,8 +249,9 @@ def _run(request: dict[str, Any]) -> dict[str, Any]:
             yield PreparedThread(records, frozenset(decoder.seen), bool(changed))
 
     if dry_run:
-        for _ in _prepared():
-            pass
+        for thread in _prepared():
+            meter.advance(1, len(thread.records))
+        meter.finish()
         return {
             "threads": threads,
             "changes": changes,
@@ -286,6 +293,10 @@ def _run(request: dict[str, Any]) -> dict[str, Any]:
         batch_threads: list[PreparedThread] = []
         loading: tuple[Future[None], list[PreparedThread]] | None = None
 
+        def _verify(loaded: tuple[Future[None], list[PreparedThread]]) -> None:
+            check.batch(*loaded)
+            meter.advance(len(loaded[1]), sum(len(t.records) for t in loaded[1]))
+
         def _end_batch() -> tuple[Future[None], list[PreparedThread]]:
             # Batch k loads in the background while batch k-1 is verified and k+1 decoded
             # (verifying here, not in a third thread: the main thread's CPU work would
@@ -314,12 +325,13 @@ def _run(request: dict[str, Any]) -> dict[str, Any]:
                 previous, loading = loading, _end_batch()
                 batch_threads.clear()
                 if previous is not None:
-                    check.batch(*previous)
+                    _verify(previous)
                 pending = 0
         previous, loading = loading, _end_batch()
         for loaded in (previous, loading):
             if loaded is not None:
-                check.batch(*loaded)
+                _verify(loaded)
+    meter.finish()
     timings.update(check.seconds)
     return {
         "threads": threads,

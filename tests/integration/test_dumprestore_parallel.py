@@ -8,13 +8,14 @@ exactly the rows one worker writes; a set of shard dumps restores only whole.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from migrator import dump_manifest, dumprestore, envs, fixtures
+from migrator import dump_manifest, dumprestore, envs, fixtures, partprogress
 from migrator.errors import ConfigError, MigrationError
 from migrator.postgres import Server, scratch_database
 from tests.integration.test_dumprestore import _env, _schemas
@@ -52,12 +53,31 @@ def era_2_0_8(pg_default: Server) -> Iterator[str]:
         yield dsn
 
 
+def _progress_lines(lines: list[str], what: str, total: int) -> None:
+    """The parts' progress, summed: whole lines, counts that only grow, never past ``total``."""
+    pattern = re.compile(rf"{what}: ([\d,]+)(?:/([\d,]+) threads \([\d.]+%\)| threads), ")
+    seen = [pattern.match(line) for line in lines if line.startswith(f"{what}: ")]
+    assert seen and all(seen), lines
+    done = [int(m.group(1).replace(",", "")) for m in seen if m]
+    assert done == sorted(done) and done[-1] <= total, lines
+    assert {int(m.group(2).replace(",", "")) for m in seen if m and m.group(2)} <= {total}
+
+
 def test_two_workers_write_exactly_what_one_writes(
-    era_2_0_8: str, pg_default: Server, new_env: envs.VersionEnv, tmp_path: Path
+    era_2_0_8: str,
+    pg_default: Server,
+    new_env: envs.VersionEnv,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(partprogress, "REPORT_EVERY_S", 0.05)
+    lines: list[str] = []
     old_env = _env("langgraph-checkpoint-postgres==2.0.8")
     one = dumprestore.dump_threads(era_2_0_8, old_env, tmp_path / "one.lgdump")
-    two = dumprestore.dump_threads(era_2_0_8, old_env, tmp_path / "two.lgdump", jobs=2)
+    two = dumprestore.dump_threads(
+        era_2_0_8, old_env, tmp_path / "two.lgdump", jobs=2, progress=lines.append
+    )
+    _progress_lines(lines, "dump", len(two.threads))
     assert len(one.parts) == 1 and len(two.parts) == 2
     assert [p.shard for p in two.parts] == [(0, 2), (1, 2)]
     assert (two.records, two.threads, two.types) == (one.records, one.threads, one.types)
@@ -75,9 +95,17 @@ def test_two_workers_write_exactly_what_one_writes(
         seed = {"PYTHONHASHSEED": "0"}  # set/frozenset msgpack bytes follow the hash seed
         allow = list(one.types)
         a = dumprestore.restore_dump(serial, new_env, one.path, allow_types=allow, extra_env=seed)
+        lines.clear()
         b = dumprestore.restore_dump(
-            parallel, new_env, two.path, allow_types=allow, jobs=2, extra_env=seed
+            parallel,
+            new_env,
+            two.path,
+            allow_types=allow,
+            jobs=2,
+            extra_env=seed,
+            progress=lines.append,
         )
+        _progress_lines(lines, "restore", len(two.threads))
         assert a.swapped and b.swapped and a.threads == b.threads
         assert _rows(serial) == _rows(parallel)
         assert len(_rows(parallel)["checkpoints"]) == one.records

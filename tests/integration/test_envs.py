@@ -224,6 +224,21 @@ FAKE_OPS = {
         def run(request):
             return {"value": object()}
         """,
+    "progress": """
+        import time
+        from migrator.worker import progressfile
+        def run(request):
+            progressfile.EVERY_S = 0.05
+            meter = progressfile.ProgressFile(request["progress_path"], of=None)
+            started = time.monotonic()
+            while time.monotonic() - started < request["seconds"]:
+                time.sleep(0.02)
+                meter.advance(1, 1)
+                if request.get("stall_after") and meter.threads >= request["stall_after"]:
+                    time.sleep(300)
+            meter.finish()
+            return {"threads": meter.threads}
+        """,
 }
 
 
@@ -404,3 +419,44 @@ def test_first_failure_stops_the_other_workers(
     assert time.monotonic() - started < 60  # not the sleeping worker's 300 s
     assert info.value.kind == "ValueError"  # the failure itself, not the cancellation
     assert _gone(*map(int, pid_file.read_text().split()))
+
+
+def test_idle_timeout_spares_a_worker_that_keeps_moving(
+    current_env: VersionEnv, fake_worker_root: Path
+) -> None:
+    """dump/restore: ``timeout`` limits the time without progress, not the run."""
+    from migrator.partprogress import PartProgress
+
+    with PartProgress("dump", 1, lambda _: None, every=3600) as meter:
+        started = time.monotonic()
+        result = run_worker(
+            current_env,
+            "progress",
+            {"progress_path": meter.path(0), "seconds": 4},
+            timeout=1.5,
+            worker_path=fake_worker_root,
+            idle=meter.idle(0),
+        )
+        assert time.monotonic() - started > 4  # well past the 1.5 s it was given
+        assert result["threads"] > 50
+
+
+def test_idle_timeout_kills_a_worker_that_stops_moving(
+    current_env: VersionEnv, fake_worker_root: Path
+) -> None:
+    from migrator.partprogress import PartProgress
+
+    with PartProgress("dump", 1, lambda _: None, every=3600) as meter:
+        started = time.monotonic()
+        with pytest.raises(WorkerError) as info:
+            run_worker(
+                current_env,
+                "progress",
+                {"progress_path": meter.path(0), "seconds": 300, "stall_after": 20},
+                timeout=1.5,
+                worker_path=fake_worker_root,
+                idle=meter.idle(0),
+            )
+        assert time.monotonic() - started < 30
+    assert info.value.kind == "timeout"
+    assert str(info.value).startswith("worker progress made no progress for 1.5s in env current")
