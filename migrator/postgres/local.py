@@ -223,28 +223,32 @@ def ensure_template(source: Source) -> Path:
 
 
 def _check_readable(bin_dir: Path, runner: _Runner) -> None:
-    if runner.ids is None:
-        return
-    blocked = first_untraversable(bin_dir)
-    if blocked is not None:
-        raise ProvisionError(
-            f"Postgres binaries in {bin_dir} are not readable by '{SERVER_USER}': "
-            f"{blocked} is not world-searchable.",
-            hint="as root the server runs as 'nobody'; keep binaries in a world-readable dir.",
-        )
+    _check_reachable(
+        bin_dir,
+        runner,
+        f"Postgres binaries in {bin_dir} are not readable by '{SERVER_USER}'",
+        f"as root the server runs as '{SERVER_USER}'; keep binaries in a world-readable dir.",
+    )
 
 
 def _check_enterable(parent: Path, runner: _Runner) -> None:
     # Otherwise pg_ctl fails with an empty server log: the server cannot reach its data.
+    _check_reachable(
+        parent,
+        runner,
+        f"Cannot put a cluster in {parent}",
+        f"as root the server runs as '{SERVER_USER}'; point ${CLUSTERS_ENV} at a "
+        "directory whose parents are world-searchable (or unset it).",
+    )
+
+
+def _check_reachable(path: Path, runner: _Runner, what: str, hint: str) -> None:
+    """Raise ``what: <user> cannot enter <dir>`` when the server user cannot reach ``path``."""
     if runner.ids is None:
         return
-    blocked = first_untraversable(parent)
+    blocked = first_untraversable(path)
     if blocked is not None:
-        raise ProvisionError(
-            f"Cannot put a cluster in {parent}: '{SERVER_USER}' cannot enter {blocked}.",
-            hint=f"as root the server runs as '{SERVER_USER}'; point ${CLUSTERS_ENV} at a "
-            "directory whose parents are world-searchable (or unset it).",
-        )
+        raise ProvisionError(f"{what}: '{SERVER_USER}' cannot enter {blocked}.", hint=hint)
 
 
 class LocalCluster:
