@@ -40,6 +40,7 @@ from migrator.backup_manifest import (
     verify_backup,
 )
 from migrator.errors import ConfigError, LockTimeoutError
+from migrator.partprogress import ByteProgress
 from migrator.postgres.dsn import connect
 
 #: ``lock_timeout`` for the swap: waiting longer would queue every app query behind us.
@@ -86,12 +87,24 @@ def _check_schema_name(name: str) -> None:
         )
 
 
-def _copy_in(conn: psycopg.Connection[Any], path: Path, table: str, compressed: bool) -> None:
+def _copy_in(
+    conn: psycopg.Connection[Any],
+    path: Path,
+    table: str,
+    compressed: bool,
+    meter: ByteProgress,
+) -> None:
     query = sql.SQL(COPY_IN_SQL).format(sql.Identifier(table))
-    fh = gzip.open(path, "rb") if compressed else open(path, "rb", buffering=0)
-    with fh, conn.cursor().copy(query) as copy:
+    raw = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below, with the reader
+    fh = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
+    read = 0
+    with raw, fh, conn.cursor().copy(query) as copy:
         while chunk := fh.read(CHUNK):
             copy.write(chunk)
+            meter.add(raw.tell() - read)  # file bytes: what the manifest's sizes count
+            read = raw.tell()
+        if raw.tell() > read:  # a gzip trailer read after the last data
+            meter.add(raw.tell() - read)
 
 
 def _ddl_mismatch(
@@ -209,8 +222,12 @@ def _restore(
             for t in tables:
                 say(f"loading {t.name} ({t.rows} rows)")
                 conn.execute(t.ddl[0])  # CREATE TABLE: constraints inline
+                meter = ByteProgress(f"loading {t.name}", sum(f.bytes for f in t.files), say)
                 for f in t.files:
-                    _copy_in(conn, manifest.path / f.file, t.name, manifest.compression is not None)
+                    compressed = manifest.compression is not None
+                    _copy_in(conn, manifest.path / f.file, t.name, compressed, meter)
+                if len(t.ddl) > 1:
+                    say(f"indexing {t.name}")
                 for statement in t.ddl[1:]:  # secondary indexes: built once, after the load
                     conn.execute(statement)
                 count = int(

@@ -1,4 +1,4 @@
-"""Progress lines and idle timeouts for the long worker ops (dump, restore).
+"""Progress lines for long work: the worker ops (dump, restore) and bulk loads.
 
 Each worker rewrites a small JSON file while it works
 (:mod:`migrator.worker.progressfile`). :class:`PartProgress` gives every part its
@@ -7,7 +7,8 @@ of the total, checkpoints, rate, time left), and tells
 :func:`migrator.envs.run_worker` how long each worker has been still, so a
 worker is killed after ``timeout`` seconds *without progress*, not after a fixed
 time: a restore of tens of millions of checkpoints is not cut off at an hour,
-and one stuck on a lock is still caught.
+and one stuck on a lock is still caught. :class:`ByteProgress` does the same
+for work the host streams itself (``restore-backup``'s COPY of each table).
 """
 
 from __future__ import annotations
@@ -134,6 +135,43 @@ class PartProgress:
             if now - moved >= self.every:  # say so: the operator is watching for this
                 line += f"; no progress for {_duration(now - moved)}"
             self.progress(line)
+
+
+class ByteProgress:
+    """``what: 1,234/8,000 MiB (15.4%), 41 MiB/s, about 2m45s left``, every ``every`` s.
+
+    Args:
+        what: The first words of every line.
+        total: Bytes in all.
+        progress: Where the lines go.
+        every: Seconds between two lines (default :data:`REPORT_EVERY_S`).
+    """
+
+    def __init__(
+        self, what: str, total: int, progress: Progress, *, every: float | None = None
+    ) -> None:
+        self.what, self.total, self.progress = what, max(total, 1), progress
+        self.every = REPORT_EVERY_S if every is None else every
+        self.done = 0
+        self._started = self._said = time.monotonic()
+
+    def add(self, count: int) -> None:
+        """Count ``count`` more bytes; say where things stand if it is time."""
+        self.done += count
+        now = time.monotonic()
+        if now - self._said >= self.every:
+            self._said = now
+            self.progress(self.line(now))
+
+    def line(self, now: float | None = None) -> str:
+        """The line for the bytes counted so far."""
+        elapsed = max((time.monotonic() if now is None else now) - self._started, 1e-9)
+        mib, total = self.done / 2**20, self.total / 2**20
+        text = f"{self.what}: {mib:,.0f}/{total:,.0f} MiB ({100 * self.done / self.total:.1f}%)"
+        text += f", {mib / elapsed:,.0f} MiB/s"
+        if 0 < self.done < self.total:
+            text += f", about {_duration(elapsed * (self.total - self.done) / self.done)} left"
+        return text
 
 
 def _duration(seconds: float) -> str:

@@ -9,6 +9,7 @@ the same before the backup and after the restore.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from migrator import backup, backup_manifest, envs, fixtures
+from migrator import backup, backup_manifest, envs, fixtures, partprogress
 from migrator.compare import compare_snapshots
 from migrator.errors import ConfigError, LockTimeoutError
 from migrator.lock import advisory_lock
@@ -183,6 +184,22 @@ def test_compressed_backup_round_trips(loaded: str, tmp_path: Path) -> None:
     _damage_rows(loaded)
     backup.restore_backup(loaded, tmp_path / "gz")
     assert _checksums(loaded) == before
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
+def test_restore_reports_each_tables_load_to_the_last_byte(
+    loaded: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compress: bool
+) -> None:
+    monkeypatch.setattr(partprogress, "REPORT_EVERY_S", 0.0)  # a line per chunk
+    manifest = backup.create_backup(loaded, tmp_path / "b", compress=compress)
+    lines: list[str] = []
+    backup.restore_backup(loaded, tmp_path / "b", progress=lines.append)
+    for table in manifest.checkpoint_tables():
+        mine = [x for x in lines if x.startswith(f"loading {table.name}: ")]
+        percents = [float(re.search(r"\(([\d.]+)%\)", x).group(1)) for x in mine]  # type: ignore[union-attr]
+        assert percents and percents == sorted(percents), lines
+        assert percents[-1] == 100.0, (table.name, mine)
+        assert f"indexing {table.name}" in lines or len(table.ddl) == 1
 
 
 def test_ledger_tables_are_backed_up_but_never_restored_over(loaded: str, tmp_path: Path) -> None:

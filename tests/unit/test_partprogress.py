@@ -6,7 +6,7 @@ import os
 import re
 import time
 
-from migrator.partprogress import PartProgress, _duration
+from migrator.partprogress import ByteProgress, PartProgress, _duration
 from migrator.worker import progressfile
 from migrator.worker.progressfile import ProgressFile
 
@@ -83,3 +83,17 @@ def test_durations_read_like_a_person_would_say_them() -> None:
         "1h00m",
         "2h02m",
     ]
+
+
+def test_byte_progress_says_where_a_load_stands_every_interval() -> None:
+    lines: list[str] = []
+    meter = ByteProgress("loading checkpoint_blobs", 8 * 2**20, lines.append, every=3600)
+    meter.add(2**20)
+    assert lines == []  # not yet time
+    meter._started -= 10
+    assert meter.line(now=meter._started + 10) == (
+        "loading checkpoint_blobs: 1/8 MiB (12.5%), 0 MiB/s, about 1m10s left"
+    )
+    meter.every = 0
+    meter.add(7 * 2**20)
+    assert len(lines) == 1 and lines[0].startswith("loading checkpoint_blobs: 8/8 MiB (100.0%)")
