@@ -218,13 +218,13 @@ def _restore(
         target = into_new_schema or f"{LEDGER_SCHEMA}_shadow_{stamp}"
         conn.execute(sql.SQL(CREATE_SCHEMA_SQL).format(sql.Identifier(target)))
         restored: dict[str, int] = {}
+        compressed = manifest.compression is not None
         with search_path(conn, target):
             for t in tables:
                 say(f"loading {t.name} ({t.rows} rows)")
                 conn.execute(t.ddl[0])  # CREATE TABLE: constraints inline
                 meter = ByteProgress(f"loading {t.name}", sum(f.bytes for f in t.files), say)
                 for f in t.files:
-                    compressed = manifest.compression is not None
                     _copy_in(conn, manifest.path / f.file, t.name, compressed, meter)
                 if len(t.ddl) > 1:
                     say(f"indexing {t.name}")

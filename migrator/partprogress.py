@@ -106,9 +106,7 @@ class PartProgress:
         else:
             text += " threads"
         text += f", {checkpoints:,} checkpoints, {checkpoints / elapsed:,.0f}/s"
-        if of and 0 < done < of:
-            text += f", about {_duration(elapsed * (of - done) / done)} left"
-        return text
+        return text + (_left(elapsed, done, of) if of else "")
 
     def __enter__(self) -> PartProgress:
         self._thread.start()
@@ -168,10 +166,14 @@ class ByteProgress:
         elapsed = max((time.monotonic() if now is None else now) - self._started, 1e-9)
         mib, total = self.done / 2**20, self.total / 2**20
         text = f"{self.what}: {mib:,.0f}/{total:,.0f} MiB ({100 * self.done / self.total:.1f}%)"
-        text += f", {mib / elapsed:,.0f} MiB/s"
-        if 0 < self.done < self.total:
-            text += f", about {_duration(elapsed * (self.total - self.done) / self.done)} left"
-        return text
+        return text + f", {mib / elapsed:,.0f} MiB/s" + _left(elapsed, self.done, self.total)
+
+
+def _left(elapsed: float, done: float, total: float) -> str:
+    """``", about 2m45s left"`` at the rate so far; empty before the start and at the end."""
+    if not 0 < done < total:
+        return ""
+    return f", about {_duration(elapsed * (total - done) / done)} left"
 
 
 def _duration(seconds: float) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from migrator.postgres.local import process_alive
 from migrator.postgres.sources import cache_root, make_shared_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -34,12 +35,12 @@ def _tagged(tag: str) -> list[int]:
         if not proc.name.isdigit():
             continue
         try:
-            if f"{TAG}={tag}".encode() in (proc / "environ").read_bytes().split(b"\0"):
-                state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-                if state != "Z":  # reaped-later zombies hold nothing
-                    found.append(int(proc.name))
+            environ = (proc / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
+        # process_alive: reaped-later zombies hold nothing
+        if f"{TAG}={tag}".encode() in environ and process_alive(int(proc.name)):
+            found.append(int(proc.name))
     return found
 
 

@@ -58,10 +58,9 @@ def _live_postgres_for(data_dir: Path) -> list[int]:
             continue
         try:
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if str(data_dir) in cmdline and state != "Z":
+        if str(data_dir) in cmdline and process_alive(int(proc.name)):
             pids.append(int(proc.name))
     return pids
 
