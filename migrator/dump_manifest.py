@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from migrator.errors import ConfigError
+from migrator.worker.classpath import is_allowed
 
 MANIFEST_FORMAT = "langgraph-migrator/dump-manifest@1"
 MANIFEST_SUFFIX = ".manifest.json"
 #: Classes every restore may rebuild (the new saver's own types).
 BUILTIN_ALLOWED = ("langgraph.types.Send", "langgraph.types.Interrupt")
-BUILTIN_ALLOWED_PREFIXES = ("langchain_core.messages.",)
 _HINT = "re-run `langgraph-migrator dump`; never edit a dump or its manifest"
 _SHARD_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
@@ -370,9 +370,14 @@ def swap_refusal(dumps: DumpSet) -> str | None:
 
 
 def disallowed_types(types: Iterable[str], allow_types: Iterable[str]) -> list[str]:
-    """Classes among ``types`` that neither the built-in list nor ``allow_types`` allow."""
+    """Classes among ``types`` that neither the built-in list nor ``allow_types`` allow.
+
+    Exact names only: a message class is ``langchain_core.messages.<Name>``, one
+    identifier, never a longer path below that package (see
+    :mod:`migrator.worker.classpath`, which the restore's decoder enforces too).
+    """
     allowed = set(BUILTIN_ALLOWED) | set(allow_types)
-    return [t for t in types if t not in allowed and not t.startswith(BUILTIN_ALLOWED_PREFIXES)]
+    return [t for t in types if not is_allowed(t, allowed)]
 
 
 def read_allow_file(path: Path) -> list[str]:

@@ -1,6 +1,7 @@
 """Rebuilding values from a dump's type-tagged encoding (``docs/snapshot-format.md``).
 
-Only allow-listed classes are imported (:class:`DisallowedTypeError` otherwise);
+Only allow-listed classes are imported, by exact name and never through a module
+attribute (:mod:`migrator.worker.classpath`; :class:`DisallowedTypeError` otherwise);
 a value that many checkpoints reference is decoded once and shared.
 """
 
@@ -9,11 +10,11 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import decimal
-import importlib
 import uuid
 from typing import Any
 
 from migrator.worker import compat
+from migrator.worker.classpath import ClassRefusedError, resolve_class
 from migrator.worker.dumpencode import BUILTIN_CLASSES, MESSAGE_MODULE, version_key
 from migrator.worker.dumpfile import DumpFormatError
 from migrator.worker.encode import ERROR_KEY, TYPE_KEY
@@ -45,23 +46,12 @@ class Decoder:
         self.seen.add(name)
         if name in self._classes:
             return self._classes[name]
-        if name not in self.allowed and not name.startswith(MESSAGE_MODULE + "."):
-            raise DisallowedTypeError(f"class {name} is not in the allowlist")
-        parts = name.split(".")
-        for cut in range(len(parts) - 1, 0, -1):
-            try:
-                module = importlib.import_module(".".join(parts[:cut]))
-            except ImportError:
-                continue
-            obj: Any = module
-            try:
-                for attr in parts[cut:]:
-                    obj = getattr(obj, attr)
-            except AttributeError:
-                continue
-            self._classes[name] = obj
-            return obj
-        raise DisallowedTypeError(f"class {name} cannot be imported here")
+        try:
+            cls = resolve_class(name, self.allowed)
+        except ClassRefusedError as exc:
+            raise DisallowedTypeError(str(exc)) from None
+        self._classes[name] = cls
+        return cls
 
     def decode(self, value: Any) -> Any:
         """Rebuild one encoded value.

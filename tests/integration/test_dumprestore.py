@@ -342,6 +342,80 @@ def test_worker_refuses_a_class_the_host_did_not_allow(
     _untouched(live_db, before)
 
 
+#: A class path that walks from a message module through modules it imported
+#: (``ai`` imports ``logging``, which imports ``os``) to a function.
+CRAFTED_CLASS = "ai.logging.os.system"
+
+
+def _craft_dump(src: Path, dst_dir: Path, marker: Path, *, list_in_manifest: bool) -> Path:
+    """``src`` with its first message replaced by a call of ``os.system``, checksums redone."""
+    dump = _copy_dump(src, dst_dir)
+    lines = gzip.decompress(dump.read_bytes()).decode().splitlines()
+    done = False
+
+    def _poison(value: Any) -> Any:
+        nonlocal done
+        if isinstance(value, dict):
+            if not done and value.get("__type__") == "message":
+                done = True
+                return {
+                    "__type__": "message",
+                    "class": CRAFTED_CLASS,
+                    "fields": {"command": f"touch {marker}"},
+                }
+            return {k: _poison(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [_poison(v) for v in value]
+        return value
+
+    for i, line in enumerate(lines):
+        record = json.loads(line)
+        lines[i] = json.dumps(_poison(record))
+        if done:
+            break
+    assert done, "the fixture dump holds no message to poison"
+    dump.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    mpath = dump_manifest.manifest_path(dump)
+    manifest = json.loads(mpath.read_text())
+    manifest["bytes"] = dump.stat().st_size
+    manifest["sha256"] = dump_manifest.file_sha256(dump)
+    manifest.pop("parts", None)  # one part, the whole file
+    if list_in_manifest:
+        manifest["types"] = sorted({*manifest["types"], f"langchain_core.messages.{CRAFTED_CLASS}"})
+    mpath.write_text(json.dumps(manifest))
+    return dump
+
+
+@pytest.mark.parametrize("listed", [True, False], ids=["listed-in-manifest", "hidden"])
+@pytest.mark.parametrize("dry_run", [True, False], ids=["dry-run", "restore"])
+def test_crafted_class_path_never_runs_code(
+    listed: bool,
+    dry_run: bool,
+    dumped_2_0_25: Path,
+    live_db: str,
+    new_env: envs.VersionEnv,
+    tmp_path: Path,
+) -> None:
+    """A message class path through modules to ``os.system`` is refused, never followed."""
+    marker = tmp_path / "pwned"
+    dump = _craft_dump(dumped_2_0_25, tmp_path, marker, list_in_manifest=listed)
+    manifest = json.loads(dump_manifest.manifest_path(dump).read_text())
+    assert manifest["sha256"] == dump_manifest.file_sha256(dump)  # passes the checksum
+    before = _counts(live_db)
+    with pytest.raises(ConfigError) as err:
+        dumprestore.restore_dump(
+            live_db,
+            new_env,
+            dump,
+            allow_types=[*RICH_TYPES, *(t for t in manifest["types"] if "os.system" not in t)],
+            dry_run=dry_run,
+        )
+    assert err.value.exit_code == 2
+    assert f"langchain_core.messages.{CRAFTED_CLASS}" in str(err.value)
+    assert not marker.exists(), "the crafted dump ran a command"
+    _untouched(live_db, before)
+
+
 USER_TRANSFORMS = """
 def explode(record):
     if record["checkpoint_ns"] == "" and record["thread_id"] == "canary:time_travel":
