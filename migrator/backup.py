@@ -43,6 +43,7 @@ import psycopg
 from psycopg import sql
 
 from migrator import __version__
+from migrator.backup_ddl import check_restorable
 from migrator.backup_manifest import (
     BACKUP_FORMAT,
     CHUNK,
@@ -383,6 +384,8 @@ def _run_backup(
     for role, schema, name in found:
         qualified = _ident(schema, name).as_string(leader)
         ddl[(schema, name)] = ddl_in(leader, schema, name)
+        if role == "checkpoint":  # a backup restore-backup refuses is no backup
+            check_restorable(schema, name, ddl[(schema, name)])
         size = int(fetch_one(leader, TABLE_SIZE_SQL, (qualified,)) or 0)
         split = (
             jobs > 1 and role == "checkpoint" and fetch_one(leader, HAS_THREAD_ID_SQL, (qualified,))

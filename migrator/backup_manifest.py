@@ -6,10 +6,12 @@ portable DDL, rows) and every file (rows, bytes, SHA-256), and seals itself with
 ``manifest_sha256`` over its canonical JSON (docs/backup.md).
 
 ``verify_backup`` needs no database: manifest integrity, completeness, sizes,
-SHA-256 of every file, the binary COPY signature and trailer. The catalog lookups
-here (where the checkpoint tables live, their DDL) are shared by ``migrator.backup``
-(create) and ``migrator.backup_restore`` (restore), so both read a database the
-same way.
+SHA-256 of every file, the binary COPY signature and trailer, and that each
+checkpoint table's recorded DDL is DDL the tool itself generates
+(``migrator.backup_ddl``: the restore runs the tool's statements, never that
+text). The catalog lookups here (where the checkpoint tables live, their DDL) are
+shared by ``migrator.backup`` (create) and ``migrator.backup_restore`` (restore),
+so both read a database the same way.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from migrator.backup_ddl import DdlRefused, TableDdl, parse_table_ddl
 from migrator.errors import ConfigError, ConnectError
 from migrator.fixtures import CHECKPOINT_TABLES, table_ddl
 from migrator.postgres.dsn import redact_dsn, redact_text
@@ -282,6 +285,25 @@ def _parse_manifest(backup_dir: Path, body: Any) -> BackupManifest:
         raise bad_backup(where, f"malformed: {exc}") from exc
 
 
+def recognised_ddl(manifest: BackupManifest) -> dict[str, TableDdl]:
+    """Each checkpoint table's DDL as the tool will create it, recognised from the manifest.
+
+    The manifest's checksum is not a signature: its DDL text is only compared with
+    what the tool generates, never executed.
+
+    Raises:
+        ConfigError: A recorded statement is not recognised or differs from what the
+            tool generates; the message names the table and the statement.
+    """
+    out: dict[str, TableDdl] = {}
+    for t in manifest.checkpoint_tables():
+        try:
+            out[t.name] = parse_table_ddl(t.name, t.ddl)
+        except DdlRefused as exc:
+            raise bad_backup(manifest.path / MANIFEST, f"{t.name}: {exc}") from None
+    return out
+
+
 def _check_file(path: Path, entry: BackupFile, compressed: bool) -> None:
     try:
         size = path.stat().st_size
@@ -315,8 +337,9 @@ def verify_backup(backup_dir: Path) -> BackupManifest:
         The verified manifest.
 
     Raises:
-        ConfigError: Missing, incomplete, truncated, corrupt or edited; the message
-            names the file and the reason.
+        ConfigError: Missing, incomplete, truncated, corrupt or edited, or a
+            checkpoint table's DDL is not what the tool generates; the message names
+            the file and the reason.
     """
     where = backup_dir / MANIFEST
     if not backup_dir.is_dir():
@@ -332,6 +355,7 @@ def verify_backup(backup_dir: Path) -> BackupManifest:
     manifest = _parse_manifest(backup_dir, body)
     if not manifest.checkpoint_tables():
         raise bad_backup(where, "lists no checkpoint tables")
+    recognised_ddl(manifest)
     entries = [f for t in manifest.tables for f in t.files]
     # hashlib releases the GIL: two files at a time on two cores.
     errors: list[ConfigError] = []

@@ -1,7 +1,9 @@
 """restore-backup: verify a backup, load it into a shadow schema, swap it in.
 
 ``restore_backup`` verifies first (``verify_backup``, no database), takes the
-migrator's advisory lock, loads the files with ``COPY ... FROM STDIN (FORMAT
+migrator's advisory lock, creates each table with the statements the tool generates
+(``migrator.backup_ddl``; the DDL text in the manifest is only compared with them,
+never executed), loads the files with ``COPY ... FROM STDIN (FORMAT
 binary, FREEZE)`` into a shadow schema, checks every table's ``count(*)`` against
 the manifest, and in the same transaction moves the live tables into
 ``langgraph_migrator_old_<ts>`` (kept, never dropped) and the restored ones into
@@ -35,6 +37,7 @@ from migrator.backup_manifest import (
     ddl_in,
     fetch_one,
     quiet,
+    recognised_ddl,
     resolve_checkpoint_tables,
     search_path,
     verify_backup,
@@ -152,8 +155,9 @@ def restore_backup(
         Where the tables went, their rows, and where the previous live tables were kept.
 
     Raises:
-        ConfigError: The backup is incomplete, corrupt or edited; its DDL does not
-            match the live tables; the new schema exists already. Nothing was written.
+        ConfigError: The backup is incomplete, corrupt or edited; its DDL is not what
+            the tool generates, or does not match the live tables; the new schema
+            exists already. Nothing was written.
         LockTimeoutError: Another migrator holds the lock, or the live tables stayed
             locked by the application during the swap. Nothing was written.
         ConnectError: The database cannot be reached.
@@ -188,6 +192,8 @@ def _restore(
     say: Progress,
 ) -> RestoreResult:
     name = manifest.path.name
+    # The tool's own statements; the manifest's DDL text is never executed.
+    ddl = recognised_ddl(manifest)
     with conn.transaction():  # everything or nothing: no shadow schema survives a failure
         live = resolve_checkpoint_tables(conn)
         live_schemas = {schema for schema, _ in live}
@@ -222,13 +228,14 @@ def _restore(
         with search_path(conn, target):
             for t in tables:
                 say(f"loading {t.name} ({t.rows} rows)")
-                conn.execute(t.ddl[0])  # CREATE TABLE: constraints inline
+                conn.execute(ddl[t.name].create_table())  # constraints inline
                 meter = ByteProgress(f"loading {t.name}", sum(f.bytes for f in t.files), say)
                 for f in t.files:
                     _copy_in(conn, manifest.path / f.file, t.name, compressed, meter)
-                if len(t.ddl) > 1:
+                indexes = ddl[t.name].create_indexes()
+                if indexes:
                     say(f"indexing {t.name}")
-                for statement in t.ddl[1:]:  # secondary indexes: built once, after the load
+                for statement in indexes:  # secondary indexes: built once, after the load
                     conn.execute(statement)
                 count = int(
                     fetch_one(

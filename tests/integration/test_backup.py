@@ -290,6 +290,93 @@ def test_damaged_backup_is_rejected_and_live_tables_untouched(
     assert _tool_schemas(loaded) == []
 
 
+def _reseal(backup_dir: Path, edit: Any) -> None:
+    """Edit the manifest and recompute its checksum, as anyone who can write it can."""
+    path = backup_dir / backup.MANIFEST
+    body = json.loads(path.read_text())
+    edit(body)
+    body.pop("manifest_sha256")
+    body["manifest_sha256"] = backup_manifest.manifest_digest(body)
+    path.write_text(json.dumps(body))
+
+
+def _ddl_of(body: dict[str, Any], table: str) -> list[str]:
+    ddl: list[str] = next(t["ddl"] for t in body["tables"] if t["name"] == table)
+    return ddl
+
+
+EVIL = "CREATE TABLE public.evil (x integer)"
+DDL_EDITS = {
+    # An extra statement after the table's own.
+    "appended": (lambda b: _ddl_of(b, "checkpoints").append(EVIL), f"`{EVIL}` refused"),
+    # A second statement smuggled into the CREATE TABLE text.
+    "smuggled": (
+        lambda b: _ddl_of(b, "checkpoints").__setitem__(
+            0, _ddl_of(b, "checkpoints")[0] + "; " + EVIL
+        ),
+        'DDL statement 1 `CREATE TABLE "checkpoints" (',
+    ),
+}
+OBJECTS_SQL = """
+SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+ORDER BY 1
+"""
+
+
+def _objects(dsn: str) -> tuple[list[str], list[str]]:
+    """Every relation and every non-system schema of the database."""
+    with psycopg.connect(dsn) as conn:
+        relations = [row[0] for row in conn.execute(OBJECTS_SQL).fetchall()]
+        schemas = conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%'"
+            " AND nspname <> 'information_schema' ORDER BY 1"
+        ).fetchall()
+    return relations, [row[0] for row in schemas]
+
+
+@pytest.mark.parametrize("case", list(DDL_EDITS))
+def test_cli_edited_ddl_is_refused_before_anything_is_written(
+    loaded: str, pg_server: Any, tmp_path: Path, case: str
+) -> None:
+    """The manifest's DDL is never executed: an edited, resealed statement exits 2."""
+    from migrator.postgres import scratch_database
+
+    edit, statement = DDL_EDITS[case]
+    backup.create_backup(loaded, tmp_path / "b")
+    _reseal(tmp_path / "b", edit)
+    with scratch_database(pg_server) as empty:
+        before = _objects(empty)
+        proc = _cli("restore-backup", "--dsn", empty, str(tmp_path / "b"), "-q")
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+        assert "manifest.json: checkpoints: DDL statement " in lines[0], lines[0]
+        assert statement in lines[0] and "nothing was restored" in lines[0], lines[0]
+        # Nothing was written: no evil table, no checkpoint table, no tool schema.
+        assert _objects(empty) == before
+        assert not any(r.endswith((".evil", ".checkpoints")) for r in before[0])
+    # verify alone (no database) refuses it too, and so does the api against live tables.
+    with pytest.raises(ConfigError, match=re.escape(statement)):
+        backup.verify_backup(tmp_path / "b")
+    live = _checksums(loaded)
+    with pytest.raises(ConfigError, match="refused") as info:
+        backup.restore_backup(loaded, tmp_path / "b")
+    assert info.value.exit_code == 2
+    assert _checksums(loaded) == live and _tool_schemas(loaded) == []
+    assert "public.evil" not in _objects(loaded)[0]
+
+
+def test_backup_refuses_checkpoint_ddl_restore_would_not_recreate(
+    loaded: str, tmp_path: Path
+) -> None:
+    _execute(loaded, "CREATE INDEX checkpoints_meta_idx ON checkpoints ((metadata->>'source'))")
+    with pytest.raises(ConfigError, match=r"public\.checkpoints has DDL .* refused") as info:
+        backup.create_backup(loaded, tmp_path / "b")
+    assert "checkpoints_meta_idx" in str(info.value)
+    assert not (tmp_path / "b").exists()
+
+
 def test_verify_backup_needs_no_database(tmp_path: Path, loaded: str) -> None:
     manifest = backup.create_backup(loaded, tmp_path / "b", jobs=2)
     assert backup.verify_backup(tmp_path / "b").rows == manifest.rows
