@@ -67,6 +67,7 @@ from migrator.backup_manifest import (
 from migrator.backup_restore import RestoreResult, restore_backup
 from migrator.errors import ConfigError, ConnectError, MigratorError
 from migrator.postgres.dsn import connect, redact_dsn, redact_text
+from migrator.worker.privatefiles import FILE_MODE, open_private, private_dir
 
 __all__ = [
     "BACKUP_FORMAT",
@@ -225,7 +226,7 @@ def _copy_out(conn: psycopg.Connection[Any], task: _Task, path: Path, compress: 
             *table, sql.Literal(task.parts), sql.Literal(task.part)
         )
     cursor = conn.cursor()
-    with open(path, "xb", buffering=0) as raw:
+    with open_private(path, "xb", buffering=0) as raw:
         sink = _HashingWriter(raw)
         with ExitStack() as stack:
             out: Any = sink
@@ -340,7 +341,7 @@ def create_backup(
     try:
         leader.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         leader.read_only = True
-        out_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(out_dir, own_existing=True)  # owner-only, like every file in it
         manifest = _run_backup(dsn, leader, out_dir, jobs, compress, created, say)
         success = True
     except psycopg.Error as exc:
@@ -419,6 +420,7 @@ def _run_backup(
         database=str(leader.info.dbname),
     )
     write_manifest(manifest, created)
+    (out_dir / MANIFEST).chmod(FILE_MODE)  # written by backup_manifest: owner-only too
     say(f"backup complete: {sum(t.rows for t in tables)} rows, {manifest.total_bytes} bytes")
     return manifest
 

@@ -53,6 +53,7 @@ from migrator.errors import (
 from migrator.lock import advisory_lock, migrator_lock
 from migrator.partprogress import PartProgress
 from migrator.postgres import redact_dsn
+from migrator.worker.privatefiles import open_private, write_private
 
 Progress = Callable[[str], None]
 
@@ -224,8 +225,8 @@ def dump_threads(
     manifest = merge_parts(
         out_path, results, sha256=sha256, shard=shard, selected=selected is not None
     )
-    manifest_path(out_path).write_text(
-        json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    write_private(
+        manifest_path(out_path), json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n"
     )
     return manifest
 
@@ -280,7 +281,7 @@ def _dump_parts(
             ],
         )
         digest = hashlib.sha256()
-        with partial.open("wb") as out:
+        with open_private(partial, "wb") as out:
             for k, (path, result) in enumerate(zip(part_paths, results, strict=True)):
                 with path.open("rb") as part:
                     while chunk := part.read(1 << 20):

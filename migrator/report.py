@@ -3,7 +3,8 @@
 A ``Report`` is a list of ``Check`` results. Each check is tri-state-plus-warning:
 ``pass``, ``fail`` (breaks the gate), ``warn`` (a deploy constraint the team must
 know, e.g. the migration must finish before new pods serve) or ``skip``.
-The JSON shape is documented in ``docs/report-format.md``.
+The JSON shape is documented in ``docs/report-format.md``. Report files are
+owner-only.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 from xml.etree import ElementTree as ET
+
+from migrator.worker.privatefiles import open_private, private_parent
 
 Status = Literal["pass", "fail", "warn", "skip"]
 
@@ -177,9 +180,10 @@ def render_text(report: Report, *, show_values: bool = False, console: Any = Non
 
 
 def write_json(report: Report, path: Path) -> None:
-    """Write ``report.to_dict()`` to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report.to_dict(), indent=2, sort_keys=True, default=str) + "\n")
+    """Write ``report.to_dict()`` to ``path`` (owner-only)."""
+    private_parent(path)
+    with open_private(path, "w") as fh:
+        fh.write(json.dumps(report.to_dict(), indent=2, sort_keys=True, default=str) + "\n")
 
 
 def to_junit(report: Report) -> ET.Element:
@@ -208,12 +212,13 @@ def to_junit(report: Report) -> ET.Element:
 
 
 def write_junit(report: Report, path: Path) -> None:
-    """Write the JUnit XML rendering to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write the JUnit XML rendering to ``path`` (owner-only)."""
+    private_parent(path)
     root = ET.Element("testsuites", name="langgraph-migrator")
     root.append(to_junit(report))
     ET.indent(root)
-    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+    with open_private(path, "wb") as fh:
+        ET.ElementTree(root).write(fh, encoding="utf-8", xml_declaration=True)
 
 
 def render_markdown(report: Report) -> str:
@@ -239,11 +244,14 @@ def render_markdown(report: Report) -> str:
 
 
 def append_step_summary(report: Report, environ: Mapping[str, str] | None = None) -> Path | None:
-    """Append the Markdown summary to ``$GITHUB_STEP_SUMMARY`` when it is set."""
+    """Append the Markdown summary to ``$GITHUB_STEP_SUMMARY`` when it is set.
+
+    A file this creates is owner-only; an existing one (the CI runner's) keeps its mode.
+    """
     target = (environ if environ is not None else os.environ).get("GITHUB_STEP_SUMMARY")
     if not target:
         return None
     path = Path(target)
-    with path.open("a", encoding="utf-8") as fh:
+    with open_private(path, "a", keep_mode=True) as fh:
         fh.write(render_markdown(report))
     return path

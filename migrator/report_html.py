@@ -4,7 +4,7 @@ One file, inline CSS, no scripts, no external assets: it can be attached to a CI
 run or mailed. It shows the verdict, the versions on each side, the hazards
 found, a canary × check matrix, and per canary every check with its
 differences side by side (old value | new value). Everything taken from the
-report is HTML-escaped.
+report is HTML-escaped. The file is owner-only.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from migrator.report import Report
+from migrator.worker.privatefiles import open_private, private_parent
 
 VALUE_LIMIT = 4000
 """Characters of one old/new value shown before it is cut (the JSON report has it all)."""
@@ -321,6 +322,7 @@ def render_html(report: Report) -> str:
 
 
 def write_html(report: Report, path: Path) -> None:
-    """Write :func:`render_html` of ``report`` to ``path`` (UTF-8)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(report), encoding="utf-8")
+    """Write :func:`render_html` of ``report`` to ``path`` (UTF-8, owner-only)."""
+    private_parent(path)
+    with open_private(path, "w", encoding="utf-8") as fh:
+        fh.write(render_html(report))

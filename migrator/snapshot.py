@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from migrator.errors import ConfigError
+from migrator.worker.privatefiles import write_private
 
 FORMAT = "langgraph-migrator/snapshot@1"
 TYPE_KEY = "__type__"
@@ -304,7 +305,7 @@ def load_snapshot(path: str | os.PathLike[str]) -> Snapshot:
 
 
 def save_snapshot(snapshot: Snapshot, path: str | os.PathLike[str]) -> Path:
-    """Write a snapshot file atomically, as canonical JSON plus a newline.
+    """Write a snapshot file atomically, as canonical JSON plus a newline, owner-only (0600).
 
     Args:
         snapshot: The snapshot.
@@ -319,7 +320,7 @@ def save_snapshot(snapshot: Snapshot, path: str | os.PathLike[str]) -> Path:
     where = Path(path)
     partial = where.with_name(f".{where.name}.partial")
     try:
-        partial.write_text(snapshot.dumps() + "\n", encoding="utf-8")
+        write_private(partial, snapshot.dumps() + "\n")  # owner-only: it holds state values
         os.replace(partial, where)
     except OSError as exc:
         partial.unlink(missing_ok=True)

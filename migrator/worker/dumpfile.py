@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from migrator.worker.privatefiles import open_private
+
 DUMP_FORMAT = "langgraph-migrator/dump@2"
 #: Formats a restore reads (``@1`` has no blob records: every value inline).
 READABLE_FORMATS = ("langgraph-migrator/dump@1", DUMP_FORMAT)
@@ -157,7 +159,16 @@ class GzipLines:
     """
 
     def __init__(self, path: str, compresslevel: int, chunk: int = 1 << 20) -> None:
-        self._file = gzip.open(path, "wb", compresslevel=compresslevel)
+        # Owner-only (it holds state values); the gzip header names ``path`` as
+        # ``gzip.open(path)`` would.
+        self._raw = open_private(path, "wb")
+        try:
+            self._file = gzip.GzipFile(
+                filename=path, mode="wb", compresslevel=compresslevel, fileobj=self._raw
+            )
+        except BaseException:
+            self._raw.close()
+            raise
         self._chunk = chunk
         self._parts: list[str] = []
         self._size = 0
@@ -202,6 +213,9 @@ class GzipLines:
         finally:
             self._queue.put(None)
             self._thread.join()
-            self._file.close()
+            try:
+                self._file.close()
+            finally:
+                self._raw.close()
         if self._error is not None and exc_info[0] is None:
             raise self._error
