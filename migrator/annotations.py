@@ -132,7 +132,8 @@ def build_annotations(
         hazards = f" [{', '.join(c.hazards)}]" if c.hazards else ""
         title = f"langgraph-migrator {report.command}: {c.check} ({targets}){hazards}"
         lines = [c.summary]
-        breaking = [d for d in c.differences if d.get("severity") == "breaking"]
+        # Annotations are public to the whole CI run: never a value, --show-values or not.
+        breaking = [d for d in c.shown_differences() if d.get("severity") == "breaking"]
         lines += [str(d.get("summary") or d.get("path")) for d in breaking[:MAX_DIFFERENCE_LINES]]
         if len(breaking) > MAX_DIFFERENCE_LINES:
             lines.append(f"... {len(breaking) - MAX_DIFFERENCE_LINES} more (see the report)")

@@ -126,7 +126,8 @@ def cli(ctx: click.Context, raiseerr: bool) -> None:
     "html_out",
     type=click.Path(path_type=Path),
     default=None,
-    help="Write a self-contained HTML report (old | new value of every difference).",
+    help="Write a self-contained HTML report (old | new of every difference: "
+    "type and hash, values with --show-values).",
 )
 @click.option(
     "--fallback",
@@ -141,7 +142,12 @@ def cli(ctx: click.Context, raiseerr: bool) -> None:
     help="Pass the gate when the fallback cures every breaking difference "
     "(your deploy then runs `migrate --fallback dump-restore`).",
 )
-@click.option("--show-values", is_flag=True, help="Print differing values, not only hashes.")
+@click.option(
+    "--show-values",
+    is_flag=True,
+    help="Show differing values, not only types and hashes, in every report (terminal, "
+    "--json, --junit, --html): they may hold user data.",
+)
 @click.option(
     "--timeout", default=600.0, show_default=True, help="Seconds one worker step may take."
 )
@@ -190,13 +196,13 @@ def upgrade_check(
     result = api.upgrade_check(settings, progress=_progress(quiet))
     reports.render_text(result, show_values=show_values)
     if json_out:
-        reports.write_json(result, json_out)
+        reports.write_json(result, json_out, show_values=show_values)
     if junit_out:
-        reports.write_junit(result, junit_out)
+        reports.write_junit(result, junit_out, show_values=show_values)
     if html_out:
         from migrator.report_html import write_html
 
-        write_html(result, html_out)
+        write_html(result, html_out, show_values=show_values)
     from migrator.annotations import emit_annotations
 
     emit_annotations(result, pyproject=settings.pyproject, canaries=user_canaries)
@@ -547,13 +553,13 @@ def _emit_ledger_report(
     from migrator import report as reports
 
     if json_out == "-":
-        click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True, default=str))
+        click.echo(reports.to_json(result, show_values))
     else:
         reports.render_text(result, show_values=show_values)
         if json_out:
-            reports.write_json(result, Path(json_out))
+            reports.write_json(result, Path(json_out), show_values=show_values)
     if junit_out:
-        reports.write_junit(result, junit_out)
+        reports.write_junit(result, junit_out, show_values=show_values)
     reports.append_step_summary(result)
     if result.verdict == "fail":
         sys.exit(1)
@@ -805,7 +811,12 @@ def canary_list(dsn: str | None, as_json: bool) -> None:
 @click.option("--timeout", default=600.0, show_default=True, help="Seconds the snapshot may take.")
 @click.option("--json", "json_out", metavar="PATH|-", help="JSON report ('-': stdout).")
 @click.option("--junit", "junit_out", type=click.Path(path_type=Path), help="JUnit XML report.")
-@click.option("--show-values", is_flag=True, help="Print differing values, not only hashes.")
+@click.option(
+    "--show-values",
+    is_flag=True,
+    help="Show differing values, not only types and hashes, in every report (terminal, "
+    "--json, --junit, --html): they may hold user data.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
 def verify(
     dsn: str,

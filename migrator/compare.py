@@ -52,7 +52,7 @@ from migrator.rules import (
     parse_version,
     strip_task_ids,
 )
-from migrator.values import canonical_json, error_text, short_hash, type_tag
+from migrator.values import canonical_json, error_text, redact_difference, short_hash, type_tag
 
 __all__ = [
     "BENIGN_RULES",
@@ -183,12 +183,16 @@ def _diff_list(out: _Collector, path: str, old: Sequence[Any], new: Sequence[Any
 
 
 def _diff_multiset(out: _Collector, path: str, old: Sequence[Any], new: Sequence[Any]) -> None:
+    # A set item is a value, not a name: its path segment is its short hash, so a
+    # path (shown in every report) never carries state values.
     c_old = Counter(canonical_json(v) for v in old)
     c_new = Counter(canonical_json(v) for v in new)
     for key in sorted((c_old - c_new).elements()):
-        out.add(f"{path}[{key}]", "item_missing", json.loads(key), _MISSING)
+        item = json.loads(key)
+        out.add(f"{path}[#{short_hash(item)}]", "item_missing", item, _MISSING)
     for key in sorted((c_new - c_old).elements()):
-        out.add(f"{path}[{key}]", "item_added", _MISSING, json.loads(key))
+        item = json.loads(key)
+        out.add(f"{path}[#{short_hash(item)}]", "item_added", _MISSING, item)
 
 
 def _pairs(items: Sequence[Any]) -> dict[str, Any]:
@@ -622,9 +626,14 @@ class Difference:
         text = f"{self.severity} {self.path}: {self.kind} {shown}{tags}"
         return f"{text} - {self.message}" if self.message else text
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (values included as they are, plus tags and short hashes)."""
-        return {
+    def to_dict(self, show_values: bool = False) -> dict[str, Any]:
+        """JSON-ready dict: path, kind, type tags and short hashes of the values.
+
+        Args:
+            show_values: Include the values themselves (``old``, ``new``); they may
+                hold user data, so only when the user asked (``--show-values``).
+        """
+        full = {
             "path": self.path,
             "kind": self.kind,
             "severity": self.severity,
@@ -638,6 +647,18 @@ class Difference:
             "new_type": type_tag(self.new),
             "old_hash": short_hash(self.old),
             "new_hash": short_hash(self.new),
+        }
+        return redact_difference(full, show_values)
+
+    def report_entry(self) -> dict[str, Any]:
+        """What a report ``Check`` keeps of this difference, values and both summaries included.
+
+        A report withholds the values when it is rendered (``Check.to_dict``,
+        :func:`migrator.values.redact_difference`) unless ``--show-values`` is given.
+        """
+        return self.to_dict(show_values=True) | {
+            "summary": self.summary(),
+            "summary_values": self.summary(True),
         }
 
 
@@ -693,8 +714,8 @@ class Diff:
         """The differences of one thread."""
         return Diff(tuple(d for d in self.differences if d.thread_id == thread_id))
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
+    def to_dict(self, show_values: bool = False) -> dict[str, Any]:
+        """JSON-ready dict; values only with ``show_values`` (see ``Difference.to_dict``)."""
         return {
             "format": DIFF_FORMAT,
             "ok": self.ok,
@@ -705,7 +726,7 @@ class Diff:
             },
             "hazards": list(self.hazards),
             "by_thread": {str(k): v for k, v in self.counts_by_thread().items()},
-            "differences": [d.to_dict() for d in self.differences],
+            "differences": [d.to_dict(show_values) for d in self.differences],
         }
 
 

@@ -157,10 +157,7 @@ def _diff_checks(
                 canary=t["canary"],
                 thread_id=None if t["canary"] else tid,
                 hazards=hazards,
-                differences=tuple(
-                    d.to_dict() | {"summary": d.summary(), "summary_values": d.summary(True)}
-                    for d in mine
-                ),
+                differences=tuple(d.report_entry() for d in mine),
             )
         )
     return out

@@ -275,8 +275,12 @@ def seeded_thread(
         )
 
 
-def format_findings(report: Any, from_spec: str, to_spec: str) -> str:
-    """A readable failure message: what failed, on which canary, and the first differences."""
+def format_findings(report: Any, from_spec: str, to_spec: str, *, show_values: bool = False) -> str:
+    """A readable failure message: what failed, on which canary, and the first differences.
+
+    Differences show type tags and short hashes; their values only with ``show_values``
+    (test logs are CI logs).
+    """
     counts = report.counts()
     hazards = f"; hazards: {', '.join(report.hazards)}" if report.hazards else ""
     lines = [
@@ -288,7 +292,7 @@ def format_findings(report: Any, from_spec: str, to_spec: str) -> str:
             continue
         tags = f" [{', '.join(c.hazards)}]" if c.hazards else ""
         lines.append(f"  FAIL {c.name}{tags}: {c.summary}")
-        breaking = [d for d in c.differences if d.get("severity") == "breaking"]
+        breaking = [d for d in c.shown_differences(show_values) if d.get("severity") == "breaking"]
         for d in breaking[:MAX_DIFFERENCES_SHOWN]:
             text = str(d.get("summary_values") or d.get("summary") or d.get("path"))
             lines.append(f"      {text[:300]}")
@@ -306,6 +310,7 @@ def assert_upgrade_safe(
     builtin: bool = False,
     timeout: float = 600.0,
     progress: Callable[[str], None] | None = None,
+    show_values: bool = False,
 ) -> Any:
     """Run ``upgrade-check`` on your canaries; fail the test when the upgrade is not safe.
 
@@ -319,6 +324,8 @@ def assert_upgrade_safe(
         builtin: Also run the built-in canaries.
         timeout: Seconds one worker step may take.
         progress: Receives a line as each step starts.
+        show_values: Show differing values in the failure message, not only their
+            types and hashes.
 
     Returns:
         The ``Report`` (when the verdict is pass).
@@ -348,5 +355,5 @@ def assert_upgrade_safe(
     )
     report = api.upgrade_check(settings, progress=progress or (lambda _m: None))
     if report.verdict == "fail":
-        raise AssertionError(format_findings(report, from_, to))
+        raise AssertionError(format_findings(report, from_, to, show_values=show_values))
     return report

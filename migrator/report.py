@@ -3,8 +3,12 @@
 A ``Report`` is a list of ``Check`` results. Each check is tri-state-plus-warning:
 ``pass``, ``fail`` (breaks the gate), ``warn`` (a deploy constraint the team must
 know, e.g. the migration must finish before new pods serve) or ``skip``.
-The JSON shape is documented in ``docs/report-format.md``. Report files are
-owner-only.
+The JSON shape is documented in ``docs/report-format.md``.
+
+A check keeps the values of its differences (``old``, ``new``, ``summary_values``)
+so that ``--show-values`` can show them; every rendering goes through
+:meth:`Check.shown_differences` (:func:`migrator.values.redact_difference`), which
+withholds them unless ``show_values`` is passed. Report files are owner-only.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 from xml.etree import ElementTree as ET
 
+from migrator.values import redact_difference
 from migrator.worker.privatefiles import open_private, private_parent
 
 Status = Literal["pass", "fail", "warn", "skip"]
@@ -44,8 +49,12 @@ class Check:
         target = self.canary or self.thread_id
         return f"{self.check}[{target}]" if target else self.check
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (see docs/report-format.md)."""
+    def shown_differences(self, show_values: bool = False) -> list[dict[str, Any]]:
+        """The differences as a report may show them: values only with ``show_values``."""
+        return [redact_difference(d, show_values) for d in self.differences]
+
+    def to_dict(self, show_values: bool = False) -> dict[str, Any]:
+        """JSON-ready dict (see docs/report-format.md); values only with ``show_values``."""
         return {
             "check": self.check,
             "name": self.name,
@@ -54,7 +63,7 @@ class Check:
             "canary": self.canary,
             "thread_id": self.thread_id,
             "hazards": list(self.hazards),
-            "differences": [dict(d) for d in self.differences],
+            "differences": self.shown_differences(show_values),
             "details": dict(self.details),
         }
 
@@ -90,8 +99,8 @@ class Report:
         out["benign"] = sum(1 for d in diffs if d.get("severity") == "benign")
         return out
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (see docs/report-format.md)."""
+    def to_dict(self, show_values: bool = False) -> dict[str, Any]:
+        """JSON-ready dict (see docs/report-format.md); values only with ``show_values``."""
         return {
             "format": REPORT_FORMAT,
             "command": self.command,
@@ -102,7 +111,7 @@ class Report:
             "server": dict(self.server),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "notes": list(self.notes),
-            "checks": [c.to_dict() for c in self.checks],
+            "checks": [c.to_dict(show_values) for c in self.checks],
         }
 
 
@@ -161,7 +170,7 @@ def render_text(report: Report, *, show_values: bool = False, console: Any = Non
         colour = "red" if c.status == "fail" else "yellow"
         console.print(f"[{colour}]{c.status.upper()}[/] ", end="")
         console.print(f"{c.check} ({names}){hazards}: {c.summary}", markup=False, highlight=False)
-        shown = [d for d in c.differences if d.get("severity") == "breaking"]
+        shown = [d for d in c.shown_differences(show_values) if d.get("severity") == "breaking"]
         limit = 5 if not show_values else 20
         for d in shown[:limit]:
             console.print(f"    {_difference_line(d, show_values)}", markup=False, highlight=False)
@@ -179,14 +188,19 @@ def render_text(report: Report, *, show_values: bool = False, console: Any = Non
     )
 
 
-def write_json(report: Report, path: Path) -> None:
-    """Write ``report.to_dict()`` to ``path`` (owner-only)."""
+def to_json(report: Report, show_values: bool = False) -> str:
+    """``report.to_dict(show_values)`` as indented JSON (what ``--json`` writes)."""
+    return json.dumps(report.to_dict(show_values), indent=2, sort_keys=True, default=str)
+
+
+def write_json(report: Report, path: Path, *, show_values: bool = False) -> None:
+    """Write :func:`to_json` to ``path`` (owner-only)."""
     private_parent(path)
     with open_private(path, "w") as fh:
-        fh.write(json.dumps(report.to_dict(), indent=2, sort_keys=True, default=str) + "\n")
+        fh.write(to_json(report, show_values) + "\n")
 
 
-def to_junit(report: Report) -> ET.Element:
+def to_junit(report: Report, show_values: bool = False) -> ET.Element:
     """One ``<testcase>`` per check; ``fail`` → ``<failure>``, ``skip`` → ``<skipped>``."""
     suite = ET.Element(
         "testsuite",
@@ -199,7 +213,7 @@ def to_junit(report: Report) -> ET.Element:
     )
     for c in report.checks:
         case = ET.SubElement(suite, "testcase", classname=f"upgrade.{c.check}", name=c.name)
-        body = "\n".join(_difference_line(d, False) for d in c.differences)
+        body = "\n".join(_difference_line(d, show_values) for d in c.shown_differences(show_values))
         if c.status == "fail":
             failure = ET.SubElement(case, "failure", message=c.summary, type=",".join(c.hazards))
             failure.text = body
@@ -211,18 +225,22 @@ def to_junit(report: Report) -> ET.Element:
     return suite
 
 
-def write_junit(report: Report, path: Path) -> None:
+def write_junit(report: Report, path: Path, *, show_values: bool = False) -> None:
     """Write the JUnit XML rendering to ``path`` (owner-only)."""
     private_parent(path)
     root = ET.Element("testsuites", name="langgraph-migrator")
-    root.append(to_junit(report))
+    root.append(to_junit(report, show_values))
     ET.indent(root)
     with open_private(path, "wb") as fh:
         ET.ElementTree(root).write(fh, encoding="utf-8", xml_declaration=True)
 
 
 def render_markdown(report: Report) -> str:
-    """A GitHub-flavoured Markdown summary (for ``$GITHUB_STEP_SUMMARY``)."""
+    """A GitHub-flavoured Markdown summary (for ``$GITHUB_STEP_SUMMARY``).
+
+    Check summaries only: never a value, whatever ``--show-values`` says (the step
+    summary is shown to everyone who can see the CI run).
+    """
     counts = report.counts()
     icon = {"pass": "✅", "fail": "❌", "warn": "⚠️", "skip": "⏭️"}
     lines = [

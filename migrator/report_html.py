@@ -3,8 +3,9 @@
 One file, inline CSS, no scripts, no external assets: it can be attached to a CI
 run or mailed. It shows the verdict, the versions on each side, the hazards
 found, a canary × check matrix, and per canary every check with its
-differences side by side (old value | new value). Everything taken from the
-report is HTML-escaped. The file is owner-only.
+differences side by side (old | new: type tag and short hash, and the values
+themselves only with ``show_values``). Everything taken from the report is
+HTML-escaped. The file is owner-only.
 """
 
 from __future__ import annotations
@@ -112,9 +113,14 @@ def _anchor(target: str) -> str:
     return "t-" + "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in target)
 
 
-def _value(value: Any, type_tag: Any, hash_: Any) -> str:
+def _value(d: Mapping[str, Any], side: str) -> str:
+    value, type_tag, hash_ = d.get(side), d.get(f"{side}_type"), d.get(f"{side}_hash")
     if value is None and type_tag is None:
         return '<span class="absent">absent</span>'
+    if side not in d:  # withheld: the report was rendered without --show-values
+        head = f'<div class="type">{_e(type_tag)}'
+        head += f' <span class="muted">#{_e(hash_)}</span></div>' if hash_ else "</div>"
+        return head + '<div class="muted">value not shown (--show-values)</div>'
     text = value if isinstance(value, str) else json.dumps(value, indent=1, sort_keys=True)
     if len(text) > VALUE_LIMIT:
         text = text[:VALUE_LIMIT] + f"\n… ({len(text) - VALUE_LIMIT} more characters in --json)"
@@ -139,8 +145,8 @@ def _differences(diffs: list[Mapping[str, Any]]) -> str:
             f"{_e(d.get('message'))}</td></tr>"
             f'<tr class="{_e(severity)}">'
             f"<td><code>{_e(d.get('kind'))}</code> {hazard}{rule}</td>"
-            f'<td class="old">{_value(d.get("old"), d.get("old_type"), d.get("old_hash"))}</td>'
-            f'<td class="new">{_value(d.get("new"), d.get("new_type"), d.get("new_hash"))}</td>'
+            f'<td class="old">{_value(d, "old")}</td>'
+            f'<td class="new">{_value(d, "new")}</td>'
             "</tr>"
         )
     out.append("</table>")
@@ -315,14 +321,14 @@ def _worst(checks: list[Mapping[str, Any]]) -> str:
     return "skip"
 
 
-def render_html(report: Report) -> str:
-    """Render ``report`` as one self-contained HTML document."""
-    data = json.loads(json.dumps(report.to_dict(), default=str))
+def render_html(report: Report, show_values: bool = False) -> str:
+    """Render ``report`` as one self-contained HTML document; values only with ``show_values``."""
+    data = json.loads(json.dumps(report.to_dict(show_values), default=str))
     return render_html_dict(data)
 
 
-def write_html(report: Report, path: Path) -> None:
+def write_html(report: Report, path: Path, *, show_values: bool = False) -> None:
     """Write :func:`render_html` of ``report`` to ``path`` (UTF-8, owner-only)."""
     private_parent(path)
     with open_private(path, "w", encoding="utf-8") as fh:
-        fh.write(render_html(report))
+        fh.write(render_html(report, show_values))

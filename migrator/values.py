@@ -13,6 +13,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+#: The keys of a reported difference that hold state values (or text made of them):
+#: present only when the user asked for values (``--show-values``).
+VALUE_KEYS = ("old", "new", "summary_values")
+
 _PLAIN_NAMES = ("dict", "list", "str", "int", "float", "bool", "null")
 _CLASSED_TAGS = (
     "pydantic",
@@ -86,3 +90,25 @@ def error_text(value: Any) -> str:
     if isinstance(value, Mapping):
         return str(value.get("__error__", canonical_json(value)))
     return "" if value is None else str(value)
+
+
+def redact_difference(difference: Mapping[str, Any], show_values: bool) -> dict[str, Any]:
+    """A reported difference as a report may show it: the one place values are withheld.
+
+    Every report format (terminal, ``--json``, JUnit, Markdown, HTML, the ledger's
+    run records) renders differences through this function, so none can show a
+    state value the user did not ask for.
+
+    Args:
+        difference: ``Difference.report_entry()`` (or any dict of that shape).
+        show_values: The user passed ``--show-values``.
+
+    Returns:
+        A copy; without ``show_values``, with the :data:`VALUE_KEYS` removed, so
+        that only the path, kind, type tags and short hashes of the values remain.
+    """
+    out = dict(difference)
+    if not show_values:
+        for key in VALUE_KEYS:
+            out.pop(key, None)
+    return out

@@ -72,10 +72,7 @@ def _thread_check(golden: ledger.Golden, now: Mapping[str, Any], policy: Policy 
         status="fail" if breaking else "pass",
         summary=summary,
         hazards=tuple(sorted({d.hazard for d in breaking if d.hazard})),
-        differences=tuple(
-            d.to_dict() | {"summary": d.summary(), "summary_values": d.summary(True)}
-            for d in (*breaking, *benign)
-        ),
+        differences=tuple(d.report_entry() for d in (*breaking, *benign)),
         canary=canary,
         thread_id=thread_id,
         details=details,

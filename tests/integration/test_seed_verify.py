@@ -7,10 +7,13 @@ version's own ``setup()`` (worker op ``setup`` in that version's env).
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -242,3 +245,62 @@ def test_passwords_never_printed(pg_default: Server) -> None:
         proc = _cli("canary", "seed", "--dsn", bad, "--with", SPEC_2025)
         assert proc.returncode in (2, 3)
         assert secret not in proc.stderr + proc.stdout
+
+
+def _cli_env(
+    *args: str, env: dict[str, str], umask: int = 0o022
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from migrator.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **env},
+        preexec_fn=lambda: os.umask(umask) and None,
+    )
+
+
+def test_verify_reports_never_show_a_secret_without_show_values(clone: str, tmp_path: Path) -> None:
+    """A secret in the metadata of a canary's checkpoints: no report holds it, unless asked."""
+    secret = "sk-live-5ecret-" + uuid.uuid4().hex[:12]
+    with psycopg.connect(clone, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE checkpoints SET metadata = metadata || jsonb_build_object('api_key', %s::text)"
+            " WHERE thread_id = 'canary:messages'",
+            (secret,),
+        )
+    for show in (False, True):
+        out = tmp_path / ("shown" if show else "hidden")
+        out.mkdir()
+        (out / "verify.json").write_text("{}")  # a permissive file already there
+        (out / "verify.json").chmod(0o644)
+        flags = ["--show-values"] if show else []
+        files = ["--json", str(out / "verify.json"), "--junit", str(out / "reports/verify.xml")]
+        summary = {"GITHUB_STEP_SUMMARY": str(out / "summary.md")}
+        proc = _cli_env("verify", "--dsn", clone, *files, *flags, env=summary)
+        assert proc.returncode == 1, proc.stderr  # the metadata drifted: breaking
+        stdout = _cli_env("verify", "--dsn", clone, "--json", "-", *flags, env=summary)
+        assert stdout.returncode == 1, stdout.stderr
+        outputs = {
+            "text": proc.stdout + proc.stderr,
+            "json": (out / "verify.json").read_text(),
+            "junit": (out / "reports/verify.xml").read_text(),
+            "markdown": (out / "summary.md").read_text(),
+            "json-stdout": stdout.stdout + stdout.stderr,
+        }
+        report = json.loads(outputs["json"])
+        assert [c["canary"] for c in report["checks"] if c["status"] == "fail"] == ["messages"]
+        paths = [d["path"] for c in report["checks"] for d in c["differences"]]
+        assert any(p.endswith(".metadata.api_key") for p in paths)
+        if show:
+            for name in ("text", "json", "json-stdout", "junit"):
+                assert secret in outputs[name], name
+            assert secret not in outputs["markdown"]  # check summaries only, always
+        else:
+            found = {name: text.count(secret) for name, text in outputs.items()}
+            assert found == dict.fromkeys(outputs, 0)
+        # Owner-only whatever the umask, the pre-existing permissive file too.
+        assert stat.S_IMODE((out / "verify.json").stat().st_mode) == 0o600
+        assert stat.S_IMODE((out / "reports/verify.xml").stat().st_mode) == 0o600
+        assert stat.S_IMODE((out / "reports").stat().st_mode) == 0o700
+        assert stat.S_IMODE((out / "summary.md").stat().st_mode) == 0o600

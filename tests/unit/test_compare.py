@@ -245,10 +245,14 @@ def test_sets_and_non_str_key_dicts_are_unordered() -> None:
     b = {"__type__": "set", "items": [3, 1, 2]}
     assert diff_values(a, b) == ()
     c = {"__type__": "set", "items": [1, 2, 4]}
+    # A set item is a value: its path segment is its short hash, never the item itself.
     assert {(p, k) for p, k, _, _ in diff_values(a, c)} == {
-        ("$.items[3]", "item_missing"),
-        ("$.items[4]", "item_added"),
+        (f"$.items[#{short_hash(3)}]", "item_missing"),
+        (f"$.items[#{short_hash(4)}]", "item_added"),
     }
+    secret = {"__type__": "set", "items": ["s3cr3t-token"]}
+    ((where, kind, old, new),) = diff_values(secret, {"__type__": "set", "items": []})
+    assert "s3cr3t" not in where and (kind, old, new) == ("item_missing", "s3cr3t-token", None)
     d1 = {"__type__": "dict", "items": [[1, "a"], [2, "b"]]}
     d2 = {"__type__": "dict", "items": [[2, "b"], [1, "A"]]}
     assert diff_values(d1, d2) == (("$.items[key=1]", "value_changed", "a", "A"),)

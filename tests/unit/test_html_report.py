@@ -128,7 +128,7 @@ def test_structure_is_well_formed_and_self_contained():
 
 
 def test_hostile_values_are_escaped():
-    html = render_html(_report())
+    html = render_html(_report(), show_values=True)
     assert "<script>" not in html
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
     tree = _parse(html)
@@ -140,7 +140,7 @@ def test_hostile_values_are_escaped():
 
 
 def test_shows_verdict_versions_hazards_timings_and_side_by_side_values():
-    tree = _parse(render_html(_report()))
+    tree = _parse(render_html(_report(), show_values=True))
     assert "verdict: FAIL" in "".join(tree.text_in["#verdict"])
     text = "".join(tree.text_in["changed"])  # rows whose version differs
     assert "0.2.56" in text and "1.2.22" in text and "2.0.8" in text
@@ -161,6 +161,32 @@ def test_shows_verdict_versions_hazards_timings_and_side_by_side_values():
     assert sections == ["t-rich_values", "t-messages", "t-user-thread-1", "t-send"]
     checks = [a["class"] for t, a in tree.tags if t == "div" and "check" in (a.get("class") or "")]
     assert checks == ["check pass", "check fail", "check warn", "check pass", "check skip"]
+
+
+def test_values_are_withheld_without_show_values(tmp_path):
+    """Only types and hashes: no value of either side, in the page or in the file."""
+    for html in (render_html(_report()), _written(tmp_path)):
+        tree = _parse(html)
+        assert tree.errors == []
+        olds, news = "".join(tree.text_in["old"]), "".join(tree.text_in["new"])
+        assert "pydantic(app.Model)" in olds and "#aaaa111111" in olds
+        assert "dict" in news and "#bbbb222222" in news
+        assert "value not shown (--show-values)" in olds + news
+        for value in ("old-task-id", "new-task-id", "alert("):
+            assert value not in olds + news
+        assert "alert(" not in html.replace(f"cannot read {_escaped(HOSTILE)}", "")
+
+
+def _written(tmp_path):
+    path = tmp_path / "withheld.html"
+    write_html(_report(), path)
+    return path.read_text(encoding="utf-8")
+
+
+def _escaped(text):
+    from html import escape
+
+    return escape(text, quote=True)
 
 
 def test_passing_report_says_pass(tmp_path):
