@@ -7,20 +7,27 @@ or environment; 4 lock not acquired; 5 migration failed and rolled back; 70 bug.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
 import signal
 import sys
 import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
 from migrator import __version__, api
 from migrator.config import CheckSettings, PgChoice
-from migrator.errors import MigratorError
+from migrator.errors import MigratorError, remember_secret, scrub, secret_scope
+from migrator.postgres.dsn import check_dsn, remember_dsn
 
 EXIT_BUG = 70
+#: Options whose value must be a libpq connection string (``--pg`` may also be a name).
+DSN_OPTIONS = ("dsn", "scratch_dsn", "threads_from")
 
 
 def _progress(quiet: bool) -> Any:
@@ -31,7 +38,114 @@ def _progress(quiet: bool) -> Any:
     return report
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _ScrubbedStream:
+    """``sys.stdout``/``sys.stderr`` while the CLI runs: every password is masked.
+
+    The output boundary: whatever prints (click, rich, tracebacks, warnings, code
+    added later) passes :func:`migrator.errors.scrub`. Text goes out a line at a
+    time, or on ``flush()``; a flush keeps back a last word that may be a DSN cut
+    in two, until its line ends. There is no ``buffer``: bytes would get past.
+    """
+
+    _HOLD_MAX = 1 << 16
+    #: A trailing word that may be the first half of a DSN or a password=... pair.
+    _MAYBE_DSN = re.compile(r"//|:/|pass|pwd", re.IGNORECASE)
+
+    def __init__(self, inner: TextIO) -> None:
+        self._inner = inner
+        self._pending = ""
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        with self._lock:
+            self._pending += text
+            cut = self._pending.rfind("\n") + 1
+            if len(self._pending) > self._HOLD_MAX:
+                cut = len(self._pending)
+            self._emit(cut)
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        with self._lock:
+            word = self._pending.rsplit(None, 1)[-1] if self._pending.strip() else ""
+            held = len(word) if self._pending.endswith(word) and self._MAYBE_DSN.search(word) else 0
+            self._emit(len(self._pending) - held)
+        self._inner.flush()
+
+    def close_out(self) -> None:
+        """Write everything still held back (the run is over)."""
+        with self._lock:
+            self._emit(len(self._pending))
+        self._inner.flush()
+
+    def write_unscrubbed(self, text: str) -> None:
+        """Write ``text`` as is: only for a value that is what the command produces."""
+        self.close_out()
+        self._inner.write(text)
+        self._inner.flush()
+
+    def _emit(self, cut: int) -> None:
+        if cut > 0:
+            self._inner.write(scrub(self._pending[:cut]))
+            self._pending = self._pending[cut:]
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "buffer":
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+@contextlib.contextmanager
+def _scrubbed_output() -> Iterator[None]:
+    """Route ``sys.stdout`` and ``sys.stderr`` through :class:`_ScrubbedStream`."""
+    saved = sys.stdout, sys.stderr
+    if isinstance(saved[0], _ScrubbedStream) or saved[0] is None or saved[1] is None:
+        yield
+        return
+    sys.stdout, sys.stderr = _ScrubbedStream(saved[0]), _ScrubbedStream(saved[1])
+    try:
+        yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            if isinstance(stream, _ScrubbedStream):
+                with contextlib.suppress(Exception):
+                    stream.close_out()
+        sys.stdout, sys.stderr = saved
+
+
+def _remember_secrets(values: Iterable[object]) -> None:
+    """Remember the passwords of DSNs among option values, to mask them anywhere."""
+    for value in values:
+        items = value if isinstance(value, (tuple, list)) else (value,)
+        for item in items:
+            if isinstance(item, str) and item:
+                remember_dsn(item)
+
+
+class _Command(click.Command):
+    """Every command: remember the passwords in its options, refuse a malformed DSN."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        _remember_secrets(ctx.params.values())
+        for name in DSN_OPTIONS:
+            value = ctx.params.get(name)
+            if isinstance(value, str) and value:
+                check_dsn(value, f"--{name.replace('_', '-')}")
+        return super().invoke(ctx)
+
+
+class _Group(click.Group):
+    command_class = _Command
+    group_class = type  # subgroups (pg, canary, ...) are _Group too
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="langgraph-migrator")
 @click.option("--raiseerr", is_flag=True, help="Show the full traceback of any error.")
 @click.pass_context
@@ -45,6 +159,8 @@ def cli(ctx: click.Context, raiseerr: bool) -> None:
     from migrator.settings_file import configure_context
 
     ctx.obj = {"raiseerr": raiseerr}
+    # Also when `cli` is invoked without `main` (CliRunner, embedding programs).
+    ctx.with_resource(_scrubbed_output())
     configure_context(ctx)
 
 
@@ -244,7 +360,13 @@ def pg_up(major: int | None, provider: str, name: str) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     try:
-        click.echo(server.dsn)
+        # The DSN is this command's product, with the password we generated for a
+        # container (local clusters have none): the one line that bypasses the filter.
+        out = sys.stdout
+        if isinstance(out, _ScrubbedStream):
+            out.write_unscrubbed(server.dsn + "\n")
+        else:
+            click.echo(server.dsn)
         click.echo(
             f"PostgreSQL {server.version} ({server.source}) is up; "
             f"stop it with `langgraph-migrator pg down --name {name}` or Ctrl-C.",
@@ -906,9 +1028,27 @@ def _unwind_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, _on_sigterm)
 
 
+def _remember_given_secrets(argv: list[str]) -> None:
+    """Passwords the user handed us, however malformed the DSN: the argv and environment."""
+    _remember_secrets(argv)
+    _remember_secrets(os.environ.values())
+    if os.environ.get("PGPASSWORD"):
+        remember_secret(os.environ["PGPASSWORD"])
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: the one place that maps errors to exit codes."""
-    raiseerr = "--raiseerr" in (argv if argv is not None else sys.argv[1:])
+    """Console entry point: the one place that maps errors to exit codes.
+
+    Everything printed from here on, an error's text included, passes
+    :func:`migrator.errors.scrub`: no password reaches the terminal.
+    """
+    args = argv if argv is not None else sys.argv[1:]
+    with secret_scope(), _scrubbed_output():
+        _remember_given_secrets(args)
+        _main(args, raiseerr="--raiseerr" in args)
+
+
+def _main(argv: list[str], *, raiseerr: bool) -> None:
     _unwind_on_sigterm()
     try:
         rc = cli.main(args=argv, prog_name="langgraph-migrator", standalone_mode=False)
@@ -923,8 +1063,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except MigratorError as exc:
         if raiseerr:
-            raise
-        click.echo(f"error: {exc}", err=True)
+            # Printed here, not re-raised: the traceback must pass the filter too.
+            import traceback
+
+            traceback.print_exc()
+        click.echo(scrub(f"error: {exc}"), err=True)
         sys.exit(exc.exit_code)
     except SystemExit:
         raise

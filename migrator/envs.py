@@ -38,7 +38,7 @@ from importlib import metadata, resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from migrator.errors import ConfigError, EnvBuildError, WorkerError
+from migrator.errors import ConfigError, EnvBuildError, WorkerError, scrub
 
 if TYPE_CHECKING:
     import threading
@@ -818,7 +818,8 @@ def _tail(text: str, lines: int = _STDERR_TAIL_LINES) -> str:
 
 
 def _one_line(text: str, limit: int = 500) -> str:
-    line = " ".join(text.split())
+    # Masked before it is cut: a password cut in half no longer looks like one.
+    line = " ".join(scrub(text).split())
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 

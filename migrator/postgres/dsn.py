@@ -7,20 +7,25 @@ import re
 import psycopg
 from psycopg import conninfo
 
-from migrator.errors import ConnectError
+from migrator.errors import (
+    MASK,
+    ConfigError,
+    ConnectError,
+    passwords_in,
+    remember_secret,
+    scrub,
+)
 
 CONNECT_TIMEOUT_S = 5
 
 SHOW_VERSION_NUM_SQL = "SHOW server_version_num"
 SHOW_VERSION_SQL = "SHOW server_version"
 
-_MASK = "***"
-# key=value form (and URL query parameters): password='it''s', password=plain
-_KV_PASSWORD = re.compile(
-    r"""(?P<key>\bpassword\s*=\s*)(?P<value>'(?:[^'\\]|\\.|'')*'|[^\s&#]+)""",
-    re.IGNORECASE,
-)
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)")
+_DSN_HINT = (
+    'a URL needs "://" after its scheme (postgresql://...) and @ : / in the password '
+    "percent-encoded; key=value pairs are separated by spaces (host=... dbname=...)."
+)
 
 
 def redact_dsn(dsn: str) -> str:
@@ -47,9 +52,9 @@ def redact_dsn(dsn: str) -> str:
             userinfo = head[:at]
             user, sep, _password = userinfo.partition(":")
             if sep:
-                rest = f"{user}:{_MASK}{rest[at:]}"
+                rest = f"{user}:{MASK}{rest[at:]}"
         text = text[:start] + rest
-    return _KV_PASSWORD.sub(lambda m: f"{m.group('key')}{_MASK}", text)
+    return scrub(text)
 
 
 def redact_text(text: str, dsn: str | None) -> str:
@@ -60,23 +65,60 @@ def redact_text(text: str, dsn: str | None) -> str:
         dsn: The DSN whose password must not appear, if any.
 
     Returns:
-        ``text`` with the DSN and its password masked.
+        ``text`` with the DSN and its password masked, and :func:`scrub` applied.
     """
     if dsn:
-        password = _password_of(dsn)
         if dsn in text:
             text = text.replace(dsn, redact_dsn(dsn))
-        if password:
-            text = text.replace(password, _MASK)
-    return redact_dsn(text) if "password" in text.lower() else text
+        for password in sorted(_passwords_of(dsn), key=len, reverse=True):
+            text = text.replace(password, MASK)
+    return scrub(text)
 
 
-def _password_of(dsn: str) -> str | None:
+def remember_dsn(value: str) -> None:
+    """Have :func:`migrator.errors.scrub` mask the password(s) ``value`` carries, anywhere.
+
+    For the DSNs a user hands us: libpq may echo them in shapes no pattern knows,
+    and a malformed one is echoed whole. Values that hold no password change nothing.
+
+    Args:
+        value: A DSN (valid or not), or any option value.
+    """
+    for password in _passwords_of(value):
+        remember_secret(password)
+
+
+def check_dsn(dsn: str, option: str = "DSN") -> None:
+    """Refuse a connection string libpq cannot parse, before anything runs.
+
+    Args:
+        dsn: The value given.
+        option: How the user named it (``--dsn``), for the message.
+
+    Raises:
+        ConfigError: ``dsn`` is not a connection string (a typo such as
+            ``postgresql//`` or an unknown key); the message hides its password.
+    """
     try:
-        value = conninfo.conninfo_to_dict(dsn).get("password")
-    except psycopg.ProgrammingError:
-        return None
-    return str(value) if value else None
+        conninfo.conninfo_to_dict(dsn)
+    except psycopg.Error as exc:
+        detail = " ".join(str(exc).split())
+        raise ConfigError(
+            f"{option} is not a valid connection string: {redact_text(detail, dsn)}.",
+            hint=_DSN_HINT,
+        ) from None
+
+
+def _passwords_of(dsn: str) -> set[str]:
+    found = set(passwords_in(dsn))
+    if "=" in dsn or "://" in dsn:
+        try:
+            value = conninfo.conninfo_to_dict(dsn).get("password")
+        except (psycopg.Error, ValueError):
+            value = None
+        if value:
+            found.add(str(value))
+    return found
 
 
 def with_dbname(dsn: str, dbname: str) -> str:
@@ -103,10 +145,17 @@ def connect(dsn: str, *, autocommit: bool = True) -> psycopg.Connection[tuple[ob
         An open psycopg connection.
 
     Raises:
+        ConfigError: ``dsn`` is not a connection string libpq can parse.
         ConnectError: The server could not be reached or refused us.
     """
     try:
         return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT_S)
+    except psycopg.ProgrammingError as exc:  # libpq could not parse it: a typo, not the network
+        detail = " ".join(str(exc).split())
+        raise ConfigError(
+            f"{redact_dsn(dsn)} is not a valid connection string: {redact_text(detail, dsn)}.",
+            hint=_DSN_HINT,
+        ) from exc
     except (psycopg.Error, ValueError) as exc:
         detail = " ".join(str(exc).split())
         raise ConnectError(
