@@ -57,7 +57,7 @@ from migrator.worker.encode import (
     error_entry,
 )
 from migrator.worker.progressfile import ProgressFile
-from migrator.worker.saver import open_connection
+from migrator.worker.saver import make_saver, open_connection
 from migrator.worker.serde_cache import CachingSerde
 
 LIST_THREADS_SQL = "SELECT DISTINCT thread_id FROM checkpoints ORDER BY thread_id"
@@ -468,24 +468,27 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         stack.enter_context(_gc_frozen())
         conns = [stack.enter_context(open_connection(request["dsn"])) for _ in range(READERS)]
-        from langgraph.checkpoint.postgres import PostgresSaver
-
         has_task_path = conns[0].execute(HAS_TASK_PATH_SQL).fetchone() is not None
         thread_ids = _threads(conns[0], request)
         meter.total(len(thread_ids))
         # From here on each connection serves one reader thread only.
-        readers = [(PostgresSaver(conn), conn) for conn in conns]
+        readers = [(make_saver(conn), conn) for conn in conns]
         reads = stack.enter_context(
             contextlib.closing(_read_ahead(readers, thread_ids, has_task_path, READ_AHEAD))
         )
-        with GzipLines(tmp, compresslevel=COMPRESSLEVEL) as out:
-            header = {"kind": "header", "format": DUMP_FORMAT, "versions": versions}
-            out.write(json.dumps(header, ensure_ascii=False) + "\n")
-            for thread_id, namespaces in reads:
-                _dump_thread(thread_id, namespaces, out, tally)
-                meter.advance(1, tally.threads[thread_id]["checkpoints"])
-            end = {"kind": "end", "records": tally.records, "blobs": tally.blobs}
-            out.write(json.dumps(end) + "\n")
+        try:
+            with GzipLines(tmp, compresslevel=COMPRESSLEVEL) as out:
+                header = {"kind": "header", "format": DUMP_FORMAT, "versions": versions}
+                out.write(json.dumps(header, ensure_ascii=False) + "\n")
+                for thread_id, namespaces in reads:
+                    _dump_thread(thread_id, namespaces, out, tally)
+                    meter.advance(1, tally.threads[thread_id]["checkpoints"])
+                end = {"kind": "end", "records": tally.records, "blobs": tally.blobs}
+                out.write(json.dumps(end) + "\n")
+        except BaseException:
+            with contextlib.suppress(OSError):  # a failed dump leaves no file behind
+                os.unlink(tmp)
+            raise
     os.replace(tmp, path)
     meter.finish()
     return {

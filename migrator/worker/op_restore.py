@@ -50,6 +50,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
+from migrator.worker import app as worker_app
 from migrator.worker import compat
 from migrator.worker.bulkwrite import BulkWriter, write_record
 from migrator.worker.decode import Decoder, DisallowedTypeError, decode_record, split_blobs
@@ -57,6 +58,7 @@ from migrator.worker.dumpfile import DumpFormatError, by_thread, read_dump
 from migrator.worker.encode import encode
 from migrator.worker.progressfile import ProgressFile
 from migrator.worker.readback import VERIFY_MODES, PreparedThread, ReadBack
+from migrator.worker.saver import make_saver
 from migrator.worker.transforms import (
     TransformError,
     apply_user,
@@ -134,16 +136,45 @@ def _encoded(record: dict[str, Any]) -> str:
     return json.dumps(encode(record), sort_keys=True)
 
 
+def _graph_source(records: list[dict[str, Any]], graph: Any) -> tuple[Any | None, str | None]:
+    """The graph that cures a thread's task ids, or why there is none.
+
+    A built-in canary's own graph; else the one ``--graph`` for every thread
+    (``restore --graph`` without a profile); else the app profile's graph this
+    thread belongs to (inferred from its nodes, or ``thread_graph``).
+    """
+    thread_id = records[0]["thread_id"]
+    source = canary_graph_source(thread_id) or graph
+    if source is not None:
+        return source, None
+    app = worker_app.current()
+    if app is None or not app.graphs:
+        return None, "no graph known (give the app profile's graphs)"
+    roots = [r for r in records if r["checkpoint_ns"] == ""]
+    if not roots:
+        return None, "no root checkpoint to tell its graph by"
+    last = max(roots, key=lambda r: r["checkpoint_id"])
+    try:
+        nodes = worker_app.recorded_nodes(last["checkpoint"], last["metadata"])
+        name = worker_app.choose_graph(app, thread_id, nodes, last["metadata"])
+        return app.obj(app.graphs[name], f"graph {name}"), None
+    except worker_app.AppConfigError as exc:
+        return None, str(exc)
+
+
 def _transform_thread(
     records: list[dict[str, Any]],
     user: Any,
     task_id: bool,
     graph: Any,
+    uncured: list[str],
 ) -> tuple[list[dict[str, Any]], list[str]]:
     changes: list[str] = []
     if task_id:
-        source = canary_graph_source(records[0]["thread_id"]) or graph
-        if source is not None:
+        source, why = _graph_source(records, graph)
+        if source is None:
+            uncured.append(f"{records[0]['thread_id']}: task-id transform not applied: {why}")
+        else:
             try:
                 changes += cure_task_ids(records, source)
             except TransformError:
@@ -219,6 +250,7 @@ def _run(request: dict[str, Any]) -> dict[str, Any]:
     meter = ProgressFile(request.get("progress_path"))
     threads: dict[str, dict[str, int]] = {}
     changes: list[str] = []
+    uncured: list[str] = []
 
     def _prepared() -> Iterator[PreparedThread]:
         stream = read_dump(
@@ -239,7 +271,7 @@ def _run(request: dict[str, Any]) -> dict[str, Any]:
                         f"{raw['checkpoint_id']}: {exc}"
                     ) from exc
             changes.extend(_stored_sends(decoded))
-            records, changed = _transform_thread(decoded, user, task_id, graph)
+            records, changed = _transform_thread(decoded, user, task_id, graph, uncured)
             changes.extend(changed)
             tid = records[0]["thread_id"]
             threads[tid] = {
@@ -255,6 +287,7 @@ def _run(request: dict[str, Any]) -> dict[str, Any]:
         return {
             "threads": threads,
             "changes": changes,
+            "uncured": uncured,
             "problems": [],
             "dry_run": True,
             "versions": compat.installed_versions(),
@@ -284,8 +317,8 @@ def _run(request: dict[str, Any]) -> dict[str, Any]:
         _connect(request["dsn"], schema, autocommit=True) as read_conn,
         ThreadPoolExecutor(max_workers=1) as loader,
     ):
-        saver = PostgresSaver(conn)
-        check = ReadBack(PostgresSaver(read_conn), read_conn, verify_mode)
+        saver = make_saver(conn, guarded=False)  # writes only; the read-back is guarded
+        check = ReadBack(make_saver(read_conn), read_conn, verify_mode)
         writer = BulkWriter(saver, conn) if mode == "bulk" and BulkWriter.available(saver) else None
         if writer is None:
             mode = "put"

@@ -30,8 +30,9 @@ from collections.abc import Iterable, Iterator
 from importlib import metadata
 from typing import Any
 
+from migrator.worker import app as worker_app
 from migrator.worker.encode import encode, error_entry
-from migrator.worker.saver import open_connection
+from migrator.worker.saver import make_saver, open_connection
 
 FORMAT = "langgraph-migrator/snapshot@1"
 VERSION_PACKAGES = (
@@ -84,9 +85,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     user_canaries = request.get("user_canaries")
     threads: dict[str, Any] = {}
     with open_connection(request["dsn"]) as conn:
-        from langgraph.checkpoint.postgres import PostgresSaver
-
-        saver = PostgresSaver(conn)
+        saver = make_saver(conn)
         for thread_id, canary in _requested_threads(conn, request.get("threads")):
             threads[thread_id] = _snapshot_thread(
                 conn, saver, thread_id, canary, user_canaries, include_history
@@ -147,6 +146,10 @@ def _snapshot_thread(
     if canary is not None and entry["error"] is None:
         entry["state"], entry["history"] = _read_graph(
             saver, thread_id, canary, user_canaries, include_history
+        )
+    elif entry["error"] is None and (app := worker_app.current()) is not None and app.graphs:
+        entry["graph"], entry["state"], entry["history"] = _read_app_graph(
+            app, saver, thread_id, include_history
         )
     return entry
 
@@ -289,6 +292,29 @@ def _read_graph(
     except Exception as exc:  # noqa: BLE001 - no graph: no state, no history
         error = error_entry(exc)
         return error, (error if include_history else None)
+    return _read_state(graph, thread_id, include_history)
+
+
+def _read_app_graph(
+    app: worker_app.WorkerApp, saver: Any, thread_id: str, include_history: bool
+) -> tuple[Any, Any, Any]:
+    """(graph name, state, history) of a real thread, read through the app's graph.
+
+    The graph is inferred from the node names the thread recorded (see
+    :func:`migrator.worker.app.graph_of_thread`); only ``get_state`` and
+    ``get_state_history`` are called: no node of the app runs.
+    """
+    try:
+        name = worker_app.graph_of_thread(app, saver, thread_id)
+        graph = app.graph(name, saver)
+    except Exception as exc:  # noqa: BLE001 - no graph: no state, no history
+        error = error_entry(exc)
+        return {"error": str(error)}, error, (error if include_history else None)
+    state, history = _read_state(graph, thread_id, include_history)
+    return name, state, history
+
+
+def _read_state(graph: Any, thread_id: str, include_history: bool) -> tuple[Any, Any]:
     config = {"configurable": {"thread_id": thread_id}}
     try:
         if "subgraphs" in inspect.signature(graph.get_state).parameters:

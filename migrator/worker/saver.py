@@ -2,6 +2,10 @@
 
 ``setup()`` needs ``autocommit=True`` and ``row_factory=dict_row``; every
 supported checkpoint-postgres (1.0.0 to the newest) takes a bare connection.
+Every saver a worker op reads through is made by :func:`make_saver`: with the
+app's serializer when the app profile names one (:mod:`migrator.worker.app`),
+and behind :class:`~migrator.worker.nullguard.GuardedSerde`, so a value whose
+class does not import here is an error, never ``None``.
 """
 
 from __future__ import annotations
@@ -21,13 +25,31 @@ def open_connection(dsn: str) -> Iterator[Any]:
         yield conn
 
 
+def make_saver(conn: Any, *, guarded: bool = True) -> Any:
+    """The installed version's sync ``PostgresSaver`` over ``conn``, with the app's serde.
+
+    Args:
+        conn: A connection from :func:`open_connection` (or configured the same way).
+        guarded: Put :class:`~migrator.worker.nullguard.GuardedSerde` in front of
+            the serializer (False only for a saver that never loads a value).
+    """
+    from langgraph.checkpoint.postgres import PostgresSaver
+
+    from migrator.worker import app
+    from migrator.worker.nullguard import guard
+
+    serde = app.make_serde()
+    saver = PostgresSaver(conn) if serde is None else PostgresSaver(conn, serde=serde)
+    if guarded:
+        saver.serde = guard(saver.serde)
+    return saver
+
+
 @contextmanager
 def open_saver(dsn: str) -> Iterator[Any]:
     """The installed version's sync ``PostgresSaver`` over a fresh connection."""
-    from langgraph.checkpoint.postgres import PostgresSaver
-
     with open_connection(dsn) as conn:
-        yield PostgresSaver(conn)
+        yield make_saver(conn)
 
 
 def ledger_version(conn: Any) -> int | None:
