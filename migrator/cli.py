@@ -21,6 +21,7 @@ from typing import Any, TextIO
 import click
 
 from migrator import __version__, api
+from migrator.app.options import app_options
 from migrator.config import CheckSettings, PgChoice
 from migrator.errors import MigratorError, remember_secret, scrub, secret_scope
 from migrator.postgres.dsn import check_dsn, remember_dsn
@@ -165,6 +166,7 @@ def cli(ctx: click.Context, raiseerr: bool) -> None:
 
 
 @cli.command("upgrade-check")
+@app_options
 @click.option(
     "--from",
     "from_spec",
@@ -504,6 +506,7 @@ def restore_backup(
 
 
 @cli.command("dump")
+@app_options
 @click.option("--dsn", required=True, metavar="DSN", help="The database to dump (only read).")
 @click.option(
     "--from",
@@ -558,6 +561,7 @@ def dump(
 
 
 @cli.command("restore")
+@app_options
 @click.option("--dsn", required=True, metavar="DSN", help="The database to restore into.")
 @click.argument(
     "dump_paths", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False)
@@ -571,7 +575,6 @@ def dump(
     metavar="task-id|MODULE:FUNCTION",
     help="task-id (H-TASK-ID cure) and/or your per-checkpoint function, comma-separated.",
 )
-@click.option("--graph", default=None, metavar="MODULE:ATTR", help="Your graph, for task-id.")
 @click.option("--allow-type", "allow_types", multiple=True, metavar="CLASS", help="Allow a class.")
 @click.option(
     "--allow-file",
@@ -604,7 +607,6 @@ def restore(
     dump_paths: tuple[Path, ...],
     to_spec: str,
     transform: str | None,
-    graph: str | None,
     allow_types: tuple[str, ...],
     allow_file: Path | None,
     dry_run: bool,
@@ -629,7 +631,7 @@ def restore(
         list(dump_paths),
         to_spec=to_spec,
         transform=transform,
-        graph=graph,
+        graph=None,  # the app profile's graphs, per thread (worker side)
         allow_types=allow_types,
         allow_file=allow_file,
         dry_run=dry_run,
@@ -641,6 +643,8 @@ def restore(
     )
     for change in result.changes:
         click.echo(f"{'would change' if dry_run else 'changed'}: {change}")
+    for line in result.uncured:
+        click.echo(f"warning: {line}", err=True)
     total = sum(t["checkpoints"] for t in result.threads.values())
     verb = "would restore" if dry_run else "restored"
     click.echo(f"{verb} {total} checkpoints of {len(result.threads)} thread(s)")
@@ -727,6 +731,7 @@ def plan_cmd(
 
 
 @cli.command("migrate")
+@app_options
 @click.option("--dsn", required=True, metavar="DSN", help="The app's database.")
 @click.option("--to", "to_spec", default="current", show_default=True, metavar="SPEC|current")
 @click.option("--scratch-dsn", default=None, metavar="DSN", help="Server for the rehearsal.")
@@ -842,6 +847,7 @@ def canary_group() -> None:
 
 
 @canary_group.command("seed")
+@app_options
 @click.option("--dsn", required=True, metavar="DSN", help="The app's database.")
 @click.option(
     "--with",
@@ -919,6 +925,7 @@ def canary_list(dsn: str | None, as_json: bool) -> None:
 
 
 @cli.command("verify")
+@app_options
 @click.option("--dsn", required=True, metavar="DSN", help="The app's database.")
 @click.option(
     "--with",

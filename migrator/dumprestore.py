@@ -98,6 +98,8 @@ class RestoreResult:
     Attributes:
         threads: Per thread: ``checkpoints``, ``writes`` written (or that would be).
         changes: What the transforms changed (``old -> new`` lines).
+        uncured: Threads the task-id transform could not be applied to, and why
+            (no graph of the app profile matches them): listed, never skipped silently.
         dry_run: Nothing was written.
         swapped: The shadow tables are live now.
         shadow_schema: The schema the restore wrote to (gone after a swap).
@@ -112,6 +114,7 @@ class RestoreResult:
 
     threads: dict[str, dict[str, int]]
     changes: tuple[str, ...] = ()
+    uncured: tuple[str, ...] = ()
     dry_run: bool = False
     swapped: bool = False
     shadow_schema: str | None = None
@@ -130,6 +133,7 @@ class RestoreResult:
             "verified": self.verified,
             "threads": self.threads,
             "changes": list(self.changes),
+            "uncured": list(self.uncured),
             "dry_run": self.dry_run,
             "swapped": self.swapped,
             "shadow_schema": self.shadow_schema,
@@ -423,6 +427,7 @@ def restore_dump(
         return RestoreResult(
             threads=result["threads"],
             changes=tuple(result["changes"]),
+            uncured=tuple(result.get("uncured", ())),
             dry_run=True,
             versions=result.get("versions", {}),
             seconds=time.perf_counter() - started,
@@ -471,6 +476,7 @@ def restore_dump(
     return RestoreResult(
         threads=result["threads"],
         changes=tuple(result["changes"]),
+        uncured=tuple(result.get("uncured", ())),
         swapped=swap,
         shadow_schema=shadow,
         old_schema=old_schema,
@@ -564,6 +570,7 @@ def _merged(results: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "threads": {t: c for r in results for t, c in r["threads"].items()},
         "changes": [c for r in results for c in r["changes"]],
+        "uncured": [c for r in results for c in r.get("uncured", ())],
         "problems": [p for r in results for p in r.get("problems", [])],
         "write_mode": first.get("write_mode"),
         "versions": first.get("versions", {}),

@@ -38,7 +38,8 @@ from importlib import metadata, resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from migrator.errors import ConfigError, EnvBuildError, WorkerError, scrub
+from migrator.app.profile import AppProfile, active_profile
+from migrator.errors import AppCodeError, ConfigError, EnvBuildError, WorkerError, scrub
 
 if TYPE_CHECKING:
     import threading
@@ -830,6 +831,13 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 #: How often a worker with a ``cancel`` event or an ``idle`` clock checks them (seconds).
 CANCEL_POLL_S = 0.2
+#: Worker error kinds that mean "the app's code does not load there" (exit 2).
+APP_KINDS = frozenset({"AppConfigError", "UndecodableValueError"})
+APP_HINT = (
+    "put the app's import roots and graphs in [tool.langgraph-migrator.app] of its "
+    "pyproject.toml (or pass --app-path DIR / --graph NAME=MODULE:ATTR), and make its "
+    "modules import in that version environment"
+)
 
 
 def _communicate(
@@ -870,6 +878,7 @@ def run_worker(
     extra_env: Mapping[str, str] | None = None,
     cancel: threading.Event | None = None,
     idle: Callable[[], float] | None = None,
+    app: AppProfile | None = None,
 ) -> dict[str, Any]:
     """Run ``python -m migrator.worker OP`` in ``env`` and return the op's result.
 
@@ -884,6 +893,8 @@ def run_worker(
         extra_env: Extra environment variables for the worker.
         cancel: When set (by another thread), the worker's process group is killed
             within :data:`CANCEL_POLL_S`.
+        app: The application profile the worker loads (default: the active one,
+            :func:`migrator.app.profile.use_profile`).
         idle: Seconds since the worker last made progress (its progress file,
             :class:`migrator.partprogress.PartProgress`): ``timeout`` then limits
             the time without progress, not the whole run.
@@ -913,6 +924,9 @@ def run_worker(
         PYTHONIOENCODING="utf-8",
     )
     child_env.update(extra_env or {})
+    profile = app if app is not None else active_profile()
+    if profile is not None:
+        child_env.update(profile.worker_env())
     try:
         proc = subprocess.Popen(
             [str(env.python), "-m", "migrator.worker", op],
@@ -961,6 +975,13 @@ def run_worker(
     kind = str(error.get("type", "Exception"))
     message = _one_line(str(error.get("message", "")))
     details = "\n".join(x for x in (stderr, str(error.get("traceback", "")).rstrip()) if x)
+    if kind in APP_KINDS:
+        raise AppCodeError(
+            f"worker op {op} failed {where}: {kind}: {message}",
+            stderr=details,
+            kind=kind,
+            hint=APP_HINT,
+        )
     raise WorkerError(
         f"worker op {op} failed {where}: {kind}: {message}", stderr=details, kind=kind
     )

@@ -195,3 +195,10 @@ class MigrationError(MigratorError):
     """A migration step failed and was rolled back."""
 
     exit_code = 5
+
+
+class AppCodeError(WorkerError):
+    """The app profile's code does not load in a version environment, or a stored
+    value names a class that does not import there (configuration: exit 2)."""
+
+    exit_code = 2

@@ -31,7 +31,7 @@ from migrator.errors import ConfigError
 
 ENV_PREFIX = "LANGGRAPH_MIGRATOR"
 TOOL_TABLE = "langgraph-migrator"
-NOT_FLAG_SOURCES = frozenset({"policy"})
+NOT_FLAG_SOURCES = frozenset({"policy", "app"})
 """Sub-tables of ``[tool.langgraph-migrator]`` that configure something else."""
 
 _ENV_MARK = "_lgm_envvars"

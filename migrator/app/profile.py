@@ -1,0 +1,299 @@
+"""The application profile: what the tool must know of the user's app.
+
+Declared once in ``[tool.langgraph-migrator.app]`` of the app's ``pyproject.toml``
+(found from the working directory upward), overridden by flags
+(``--app-path``, ``--graph``, ``--serde``, ``--thread-graph``) and their
+``LANGGRAPH_MIGRATOR_*`` environment variables. Every worker op of a run, in
+every version environment, receives it (:meth:`AppProfile.worker_env`) and
+loads it (:mod:`migrator.worker.app`). Reading never runs one of the app's
+nodes; only an explicit resume does.
+
+Keys::
+
+    [tool.langgraph-migrator.app]
+    paths = ["src"]                      # import roots, relative to this file
+    graphs = { orders = "shop.graphs:build_orders" }
+    serde = "shop.persistence:make_serde"    # optional
+    thread_graph = "shop.routing:graph_of"   # optional f(thread_id, metadata)
+    requirements = ["pydantic>=2"]       # or "requirements-app.txt"
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import tomllib
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from migrator.errors import ConfigError
+
+APP_TABLE = "app"
+WORKER_ENV_VAR = "LANGGRAPH_MIGRATOR_WORKER_APP"
+_KEYS = frozenset({"paths", "graphs", "serde", "thread_graph", "requirements"})
+_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+_GRAPH_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+@dataclass(frozen=True)
+class AppProfile:
+    """The user's application as every worker op sees it.
+
+    Attributes:
+        source: The pyproject.toml it came from (None: flags only).
+        paths: Import roots (absolute), put first on the workers' ``sys.path``.
+        graphs: Graph name -> ``module:attr`` (a compiled graph, a ``StateGraph``
+            or a function taking a checkpointer).
+        serde: ``module:factory`` returning the app's serializer, or None.
+        thread_graph: ``module:function`` mapping (thread_id, metadata) to a
+            graph name, or None.
+        requirements: The app's own packages, installed into version
+            environments built from a bare spec.
+    """
+
+    source: Path | None = None
+    paths: tuple[Path, ...] = ()
+    graphs: Mapping[str, str] = field(default_factory=dict)
+    serde: str | None = None
+    thread_graph: str | None = None
+    requirements: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        """No code of the app to load."""
+        return not (self.paths or self.graphs or self.serde or self.thread_graph)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (what the workers receive, plus where it came from)."""
+        return {
+            "source": str(self.source) if self.source else None,
+            "paths": [str(p) for p in self.paths],
+            "graphs": dict(self.graphs),
+            "serde": self.serde,
+            "thread_graph": self.thread_graph,
+            "requirements": list(self.requirements),
+        }
+
+    def worker_env(self) -> dict[str, str]:
+        """The environment variable that carries the profile to a worker."""
+        if self.empty:
+            return {}
+        data = {k: v for k, v in self.to_dict().items() if k not in ("source", "requirements")}
+        return {WORKER_ENV_VAR: json.dumps(data, sort_keys=True)}
+
+    def describe(self) -> str:
+        """One line for progress output and reports."""
+        where = self.source.name if self.source else "flags"
+        graphs = ", ".join(sorted(self.graphs)) or "no graphs"
+        return f"app profile from {where}: {graphs}" + (
+            f", serde {self.serde}" if self.serde else ""
+        )
+
+
+def find_app_pyproject(start: Path | None = None) -> Path | None:
+    """The nearest ``pyproject.toml`` from ``start`` (default: cwd) upward with an app table."""
+    here = (start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        candidate = directory / "pyproject.toml"
+        if candidate.is_file() and _app_table(candidate) is not None:
+            return candidate
+    return None
+
+
+def _app_table(path: Path) -> dict[str, Any] | None:
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(
+            f"{path.name}: cannot read [tool.langgraph-migrator.{APP_TABLE}]: {exc}",
+            hint="fix the TOML syntax",
+        ) from exc
+    tool = doc.get("tool")
+    table = tool.get("langgraph-migrator") if isinstance(tool, dict) else None
+    app = table.get(APP_TABLE) if isinstance(table, dict) else None
+    if app is None:
+        return None
+    if not isinstance(app, dict):
+        raise ConfigError(
+            f"{path}: [tool.langgraph-migrator.{APP_TABLE}] must be a table.",
+            hint='write paths = ["src"] and graphs = { name = "module:attr" } under it',
+        )
+    return app
+
+
+def _where(path: Path | None, key: str) -> str:
+    return f"{path.name} [tool.langgraph-migrator.{APP_TABLE}] {key}" if path else key
+
+
+def _spec(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not _SPEC.match(value):
+        raise ConfigError(
+            f"{where}: {value!r} is not module:attr.", hint="e.g. shop.graphs:build_orders"
+        )
+    return value
+
+
+def parse_graph_flags(values: Iterable[str]) -> dict[str, str]:
+    """``--graph NAME=MODULE:ATTR`` values (a bare ``MODULE:ATTR`` is named by its attr).
+
+    Raises:
+        ConfigError: a value that is neither form, or a name given twice.
+    """
+    graphs: dict[str, str] = {}
+    for value in values:
+        name, sep, spec = value.partition("=")
+        if not sep:
+            name, spec = value.rpartition(":")[2].rpartition(".")[2], value
+        if not _GRAPH_NAME.match(name):
+            raise ConfigError(
+                f"--graph {value!r}: bad graph name.", hint="--graph NAME=MODULE:ATTR"
+            )
+        if name in graphs:
+            raise ConfigError(f"--graph names {name!r} twice.", hint="one --graph per graph name")
+        graphs[name] = _spec(spec, f"--graph {value!r}")
+    return graphs
+
+
+def _paths(value: Any, base: Path, where: str) -> tuple[Path, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+        raise ConfigError(f"{where}: must be a list of directories.", hint='paths = ["src"]')
+    out = []
+    for text in value:
+        path = (base / text).resolve()
+        if not path.is_dir():
+            raise ConfigError(f"{where}: {text!r} is not a directory.", hint="fix the path")
+        out.append(path)
+    return tuple(out)
+
+
+def _requirements(value: Any, base: Path, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):  # a file, one requirement per line
+        file = base / value
+        try:
+            lines = file.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ConfigError(f"{where}: cannot read {value}: {exc.strerror}.") from exc
+        value = [ln.split("#", 1)[0].strip() for ln in lines]
+        value = [ln for ln in value if ln]
+    if not isinstance(value, list) or not all(isinstance(r, str) for r in value):
+        raise ConfigError(f"{where}: must be a list or a file name.", hint='["pydantic>=2"]')
+    for req in value:
+        if req.startswith("-") or not re.match(
+            r"^[A-Za-z0-9][A-Za-z0-9._\-\[\], <>=!~;'\"]*$", req
+        ):
+            raise ConfigError(
+                f"{where}: {req!r} is not a requirement line this tool accepts.",
+                hint="name packages with version specifiers only (no options, no URLs)",
+            )
+    return tuple(value)
+
+
+def load_profile(
+    start: Path | None = None,
+    *,
+    pyproject: Path | None = None,
+    paths: Iterable[Path | str] = (),
+    graphs: Iterable[str] = (),
+    serde: str | None = None,
+    thread_graph: str | None = None,
+) -> AppProfile:
+    """The app profile: the pyproject's table, with flags taking precedence.
+
+    Args:
+        start: Where to search upward for the pyproject (default: cwd).
+        pyproject: Use this file instead of searching.
+        paths: ``--app-path`` values (replace the file's ``paths``).
+        graphs: ``--graph`` values (added to / replacing the file's graphs by name).
+        serde: ``--serde``.
+        thread_graph: ``--thread-graph``.
+
+    Raises:
+        ConfigError: an unknown key, a value of the wrong shape, a path that is
+            not a directory (exit 2).
+    """
+    source = pyproject or find_app_pyproject(start)
+    table = (_app_table(source) or {}) if source else {}
+    unknown = sorted(set(table) - _KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{_where(source, unknown[0])}: unknown key.",
+            hint=f"keys are {', '.join(sorted(_KEYS))}",
+        )
+    base = source.parent if source else Path.cwd()
+    if "paths" in table:
+        file_paths = _paths(table["paths"], base, _where(source, "paths"))
+    elif source:
+        default = [base, base / "src"]
+        file_paths = tuple(p.resolve() for p in default if p.is_dir())
+    else:
+        file_paths = ()
+    file_graphs = table.get("graphs") or {}
+    if not isinstance(file_graphs, dict):
+        raise ConfigError(
+            f'{_where(source, "graphs")}: must be a table of name = "module:attr".',
+            hint='graphs = { orders = "shop.graphs:build_orders" }',
+        )
+    merged = {str(k): _spec(v, _where(source, f"graphs.{k}")) for k, v in file_graphs.items()}
+    merged.update(parse_graph_flags(graphs))
+    flag_paths = tuple(Path(p).resolve() for p in paths)
+    for p in flag_paths:
+        if not p.is_dir():
+            raise ConfigError(f"--app-path {p.name!r} is not a directory.", hint="fix the path")
+    return AppProfile(
+        source=source,
+        paths=flag_paths or file_paths,
+        graphs=merged,
+        serde=_override(serde, "--serde", table, "serde", source),
+        thread_graph=_override(thread_graph, "--thread-graph", table, "thread_graph", source),
+        requirements=(
+            _requirements(table["requirements"], base, _where(source, "requirements"))
+            if "requirements" in table
+            else ()
+        ),
+    )
+
+
+def _override(
+    flag: str | None, flag_name: str, table: Mapping[str, Any], key: str, source: Path | None
+) -> str | None:
+    """A ``module:attr`` setting: the flag's value, else the file's (checked either way)."""
+    if flag:
+        return _spec(flag, flag_name)
+    if table.get(key):
+        return _spec(table[key], _where(source, key))
+    return None
+
+
+_ACTIVE: list[AppProfile] = []
+_LOCK = threading.Lock()
+
+
+@contextmanager
+def use_profile(profile: AppProfile | None) -> Iterator[None]:
+    """Make ``profile`` the one every worker started meanwhile receives.
+
+    Process-wide (not per thread), so workers started from a command's worker
+    threads (``--jobs``) receive it too.
+    """
+    if profile is None:
+        yield
+        return
+    with _LOCK:
+        _ACTIVE.append(profile)
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _ACTIVE.remove(profile)
+
+
+def active_profile() -> AppProfile | None:
+    """The profile of the command running now, or None."""
+    with _LOCK:
+        return _ACTIVE[-1] if _ACTIVE else None

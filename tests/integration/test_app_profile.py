@@ -1,0 +1,296 @@
+"""The app profile reaches every version environment: an app's own types never become null.
+
+orderbot (``tests/apps/orderbot``) is seeded by real langgraph-checkpoint-postgres
+2.0.8; the tool reads it through the old version's saver, once with the app profile
+its pyproject.toml declares and once without it (H-UNDECODABLE-NULL).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from migrator import envs
+from migrator.app.profile import load_profile
+from migrator.cli import main
+from migrator.compare import compare_snapshots
+from migrator.postgres import Server, scratch_database
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+APP_DIR = Path(__file__).resolve().parents[1] / "apps" / "orderbot"
+APP_SRC = APP_DIR / "src"
+OLD = "langgraph-checkpoint-postgres==2.0.8"
+APP_TYPES = {"orderbot.models.Order", "orderbot.models.Status", "orderbot.models.Shipment"}
+COUNTS_SQL = (
+    "SELECT (SELECT count(*) FROM checkpoints), (SELECT count(*) FROM checkpoint_writes),"
+    " (SELECT count(*) FROM checkpoint_blobs)"
+)
+
+
+def _env(spec: str) -> envs.VersionEnv:
+    return envs.ensure_env(envs.parse_version_set(spec))
+
+
+def seed_app(env: envs.VersionEnv, *args: str) -> dict[str, Any]:
+    """``python -m orderbot.seed ARGS`` in ``env`` (the app's own code, as the app runs it)."""
+    child_env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "ORDERBOT_TRACE", "ORDERBOT_FAIL_STOCK")
+    }
+    child_env["PYTHONPATH"] = str(APP_SRC)
+    proc = subprocess.run(
+        [str(env.python), "-m", "orderbot.seed", *args],
+        env=child_env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return dict(json.loads(proc.stdout))
+
+
+@pytest.fixture(scope="module")
+def old_env() -> envs.VersionEnv:
+    return _env(OLD)
+
+
+@pytest.fixture
+def app_db(pg_default: Server, old_env: envs.VersionEnv, tmp_path: Path) -> Iterator[str]:
+    with scratch_database(pg_default) as dsn:
+        seed_app(old_env, dsn, str(tmp_path / "seed.trace"))
+        yield dsn
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """``langgraph-migrator ARGS`` through ``main`` (the one exit-code translation)."""
+    with pytest.raises(SystemExit) as exc:
+        main(list(args))
+    out = capsys.readouterr()
+    return int(exc.value.code or 0), out.out + out.err
+
+
+def _counts(dsn: str) -> tuple[int, ...]:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(COUNTS_SQL).fetchone()
+    assert row is not None
+    return tuple(int(x) for x in row)
+
+
+def test_dump_with_the_profile_keeps_every_app_type(
+    app_db: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(APP_DIR)  # the profile comes from the app's pyproject.toml
+    out = tmp_path / "app.lgdump"
+    code, output = run_cli(capsys, "dump", "--dsn", app_db, "--from", OLD, "--out", str(out), "-q")
+    assert code == 0, output
+    manifest = json.loads(Path(f"{out}.manifest.json").read_text())
+    assert manifest["errors"] == []
+    assert APP_TYPES <= set(manifest["types"])
+
+
+def test_dump_without_the_profile_refuses_and_names_the_types(
+    app_db: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no pyproject.toml: the app's code is not known
+    out = tmp_path / "app.lgdump"
+    before = _counts(app_db)
+    code, output = run_cli(capsys, "dump", "--dsn", app_db, "--from", OLD, "--out", str(out), "-q")
+    assert code == 2, output
+    assert "orderbot.models." in output
+    assert "does not rebuild" in output
+    assert "[tool.langgraph-migrator.app]" in output
+    assert not out.exists()
+    assert not list(tmp_path.glob("app.lgdump*"))
+    assert _counts(app_db) == before
+
+
+def test_an_app_module_that_raises_at_import_is_a_configuration_error(
+    app_db: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    broken = tmp_path / "broken_src"
+    (broken / "orderbot").mkdir(parents=True)
+    for name in ("__init__.py", "graphs.py", "seed.py"):
+        (broken / "orderbot" / name).write_text((APP_SRC / "orderbot" / name).read_text())
+    (broken / "orderbot" / "models.py").write_text("raise RuntimeError('models refuse to load')\n")
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "app.lgdump"
+    before = _counts(app_db)
+    code, output = run_cli(
+        capsys,
+        "dump",
+        "--app-path",
+        str(broken),
+        "--graph",
+        "orders=orderbot.graphs:build_orders",
+        "--dsn",
+        app_db,
+        "--from",
+        OLD,
+        "--out",
+        str(out),
+        "-q",
+    )
+    assert code == 2, output
+    assert "models refuse to load" in output
+    assert "2.0.8" in output  # the environment is named
+    assert not out.exists()
+    assert _counts(app_db) == before
+
+
+# --------------------------------------------------------------------------- the cure
+
+
+APP_THREADS = ["order-1", "order-2", "return-1"]
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from migrator.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _app_snapshot(env: envs.VersionEnv, dsn: str) -> dict[str, Any]:
+    request = {
+        "dsn": dsn,
+        "threads": [{"thread_id": t, "canary": None} for t in APP_THREADS],
+        "user_canaries": None,
+        "include_history": False,
+    }
+    return envs.run_worker(env, "snapshot", request, timeout=600, app=load_profile(APP_DIR))
+
+
+def _resume_trace(env: envs.VersionEnv, dsn: str, thread: str, tmp_path: Path) -> list[str]:
+    trace = tmp_path / f"resume-{thread}.trace"
+    seed_app(env, "--resume", dsn, thread, str(trace))
+    return trace.read_text().split() if trace.exists() else []
+
+
+def test_migrate_fallback_cures_the_apps_threads(
+    pg_default: Server, old_env: envs.VersionEnv, tmp_path: Path
+) -> None:
+    """2.0.8 -> newest with the profile from pyproject.toml: values equal, resumes run only
+    what had not run (H-TASK-ID cured per thread, with the graph each thread belongs to)."""
+    new_env = _env("current")
+    with scratch_database(pg_default) as dsn:
+        seed_app(old_env, dsn, str(tmp_path / "seed.trace"))
+        proc = _cli("canary", "seed", "--dsn", dsn, "--with", OLD, "-q", cwd=APP_DIR)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+        before = _app_snapshot(old_env, dsn)
+        for tid in APP_THREADS:
+            assert before["threads"][tid]["graph"] == ("returns" if tid == "return-1" else "orders")
+        out = tmp_path / "migrate.json"
+        proc = _cli(
+            "migrate",
+            "--dsn",
+            dsn,
+            "--scratch-dsn",
+            pg_default.dsn,
+            "--from",
+            OLD,
+            "--fallback",
+            "dump-restore",
+            "--json",
+            str(out),
+            "--backup-dir",
+            str(tmp_path / "backups"),
+            "-q",
+            cwd=APP_DIR,
+        )
+        assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr
+        after = _app_snapshot(new_env, dsn)
+        diff = compare_snapshots(before, after)
+        breaking = [d.summary() for d in diff.differences if d.severity == "breaking"]
+        assert breaking == []
+        # every value of the app's own types rebuilt, under both versions
+        text = json.dumps(after)
+        for name in ("Order", "Status", "Shipment"):
+            assert f"orderbot.models.{name}" in text
+        assert '{"__error__"' not in text  # no value failed to load
+        assert _resume_trace(new_env, dsn, "order-1", tmp_path) == ["stock", "ship"]
+        assert _resume_trace(new_env, dsn, "return-1", tmp_path) == ["approve", "notify"]
+        assert _resume_trace(new_env, dsn, "order-2", tmp_path) == []
+
+
+# --------------------------------------------------------------------------- the gate
+
+
+def _gate(source: str, from_spec: str, tmp_path: Path) -> tuple[int, dict[str, Any], str]:
+    out = tmp_path / f"gate-{from_spec.rpartition('=')[2]}.json"
+    threads = [a for t in APP_THREADS for a in ("--thread", t)]
+    proc = _cli(
+        "upgrade-check",
+        "--from",
+        from_spec,
+        "--to",
+        "current",
+        "--pg",
+        "local",
+        "--threads-from",
+        source,
+        *threads,
+        "--fallback",
+        "none",
+        "--json",
+        str(out),
+        cwd=APP_DIR,
+    )
+    assert out.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.returncode, json.loads(out.read_text()), proc.stdout + proc.stderr
+
+
+def _thread_findings(report: dict[str, Any], thread: str) -> list[dict[str, Any]]:
+    return [c for c in report["checks"] if c.get("thread_id") == thread and c["status"] == "fail"]
+
+
+def test_gate_judges_real_threads_through_the_apps_graphs(app_db: str, tmp_path: Path) -> None:
+    code, report, output = _gate(app_db, OLD, tmp_path)
+    assert code == 1, output[-4000:]
+    assert report["verdict"] == "fail"
+    for thread in ("order-1", "return-1"):
+        failed = _thread_findings(report, thread)
+        assert failed, (thread, output[-4000:])
+        assert any("H-TASK-ID" in json.dumps(c) for c in failed), failed
+    # The completed thread has nothing to resume: only the metadata hazard reaches it.
+    hazards = {
+        d.get("hazard")
+        for c in _thread_findings(report, "order-2")
+        for d in c["differences"]
+        if d["severity"] == "breaking"
+    }
+    assert hazards <= {"H-METADATA-WRITES"}, hazards
+
+
+def test_gate_on_a_clean_pair_with_custom_types_passes(pg_default: Server, tmp_path: Path) -> None:
+    spec = "langgraph-checkpoint-postgres==3.0.1"
+    with scratch_database(pg_default) as dsn:
+        seed_app(_env(spec), dsn, str(tmp_path / "seed.trace"))
+        code, report, output = _gate(dsn, spec, tmp_path)
+    assert code == 0, output[-4000:]
+    for thread in APP_THREADS:
+        mine = [c for c in report["checks"] if c.get("thread_id") == thread]
+        assert mine and all(c["status"] == "pass" for c in mine), mine
