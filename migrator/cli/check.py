@@ -1,0 +1,318 @@
+"""Commands that judge an upgrade: ``upgrade-check``, ``canary``, ``verify``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from migrator import api
+from migrator.app.options import app_options
+from migrator.cli.root import _emit_ledger_report, _progress, cli
+from migrator.config import CheckSettings, PgChoice
+
+
+@cli.command("upgrade-check")
+@app_options
+@click.option(
+    "--from",
+    "from_spec",
+    required=True,
+    metavar="SPEC",
+    help="Version set deployed today: a spec such as "
+    "'langgraph-checkpoint-postgres==2.0.8', a requirements/lock file.",
+)
+@click.option(
+    "--to",
+    "to_spec",
+    default="current",
+    show_default=True,
+    metavar="SPEC",
+    help="Version set to upgrade to; 'current' is the one this tool runs on.",
+)
+@click.option(
+    "--pg",
+    "pg",
+    default=None,
+    metavar="auto|local|docker|MAJOR|DSN",
+    help="Postgres to run the check on (default: auto, or $LANGGRAPH_MIGRATOR_PG).",
+)
+@click.option(
+    "--canary",
+    "canaries",
+    multiple=True,
+    metavar="NAME",
+    help="Run only these built-in canaries (repeatable; default: all).",
+)
+@click.option(
+    "--canaries",
+    "user_canaries",
+    default=None,
+    metavar="MODULE:ATTR",
+    help="Your own canaries: a list of canary objects importable in both envs.",
+)
+@click.option(
+    "--thread",
+    "threads",
+    multiple=True,
+    metavar="ID",
+    help="A real thread id to watch as well (repeatable; copied from --threads-from).",
+)
+@click.option(
+    "--threads-from",
+    "threads_from",
+    default=None,
+    metavar="DSN",
+    help="Database holding the --thread ids (read only; default: the --pg DSN).",
+)
+@click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Drift policy TOML (ignore/benign path patterns).",
+)
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the report as JSON (docs/report-format.md).",
+)
+@click.option(
+    "--junit",
+    "junit_out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the report as JUnit XML (one test case per canary and check).",
+)
+@click.option(
+    "--html",
+    "html_out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write a self-contained HTML report (old | new of every difference: "
+    "type and hash, values with --show-values).",
+)
+@click.option(
+    "--fallback",
+    type=click.Choice(["dump-restore", "none"]),
+    default="dump-restore",
+    show_default=True,
+    help="On breaking drift, also try the dump/restore fallback and report what it cures.",
+)
+@click.option(
+    "--accept-fallback",
+    is_flag=True,
+    help="Pass the gate when the fallback cures every breaking difference "
+    "(your deploy then runs `migrate --fallback dump-restore`).",
+)
+@click.option(
+    "--show-values",
+    is_flag=True,
+    help="Show differing values, not only types and hashes, in every report (terminal, "
+    "--json, --junit, --html): they may hold user data.",
+)
+@click.option(
+    "--timeout", default=600.0, show_default=True, help="Seconds one worker step may take."
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
+def upgrade_check(
+    from_spec: str,
+    to_spec: str,
+    pg: str | None,
+    canaries: tuple[str, ...],
+    user_canaries: str | None,
+    threads: tuple[str, ...],
+    threads_from: str | None,
+    policy_file: Path | None,
+    json_out: Path | None,
+    junit_out: Path | None,
+    html_out: Path | None,
+    fallback: str,
+    accept_fallback: bool,
+    show_values: bool,
+    timeout: float,
+    quiet: bool,
+) -> None:
+    """Usage: langgraph-migrator upgrade-check --from SPEC [--to SPEC|current]
+
+    Seed canary threads under the old version on an ephemeral Postgres, upgrade to
+    the new one, and prove every thread still loads unchanged and keeps running.
+    Exit 0 pass, 1 breaking drift, 2 usage, 3 environment.
+    """
+    from migrator import report as reports
+
+    pyproject = Path("pyproject.toml")
+    settings = CheckSettings(
+        from_spec=from_spec,
+        to_spec=to_spec,
+        pg=PgChoice.parse(pg),
+        canaries=canaries,
+        user_canaries=user_canaries,
+        threads=threads,
+        threads_from=threads_from,
+        fallback=fallback,
+        accept_fallback=accept_fallback,
+        policy_file=policy_file,
+        pyproject=pyproject if pyproject.is_file() else None,
+        worker_timeout=timeout,
+    )
+    result = api.upgrade_check(settings, progress=_progress(quiet))
+    reports.render_text(result, show_values=show_values)
+    if json_out:
+        reports.write_json(result, json_out, show_values=show_values)
+    if junit_out:
+        reports.write_junit(result, junit_out, show_values=show_values)
+    if html_out:
+        from migrator.report_html import write_html
+
+        write_html(result, html_out, show_values=show_values)
+    from migrator.annotations import emit_annotations
+
+    emit_annotations(result, pyproject=settings.pyproject, canaries=user_canaries)
+    reports.append_step_summary(result)
+    if result.verdict == "fail":
+        sys.exit(1)
+
+
+@cli.group("canary")
+def canary_group() -> None:
+    """Usage: langgraph-migrator canary seed|list
+
+    Canary threads in a real database: seed them under the version the app runs
+    today (goldens go into the tool's ledger), list what exists.
+    """
+
+
+@canary_group.command("seed")
+@app_options
+@click.option("--dsn", required=True, metavar="DSN", help="The app's database.")
+@click.option(
+    "--with",
+    "spec",
+    required=True,
+    metavar="SPEC",
+    help="The version the app runs today, e.g. 'langgraph-checkpoint-postgres==2.0.25'.",
+)
+@click.option("--canary", "canaries", multiple=True, metavar="NAME", help="Only these canaries.")
+@click.option("--canaries", "user_canaries", default=None, metavar="MODULE:ATTR", help="Your own.")
+@click.option(
+    "--reseed", is_flag=True, help="Delete the existing canary threads (only those) first."
+)
+@click.option("--wait", default=60.0, show_default=True, help="Seconds to wait for the lock.")
+@click.option("--timeout", default=600.0, show_default=True, help="Seconds one step may take.")
+@click.option("--json", "json_out", metavar="PATH|-", help="JSON report ('-': stdout).")
+@click.option("--junit", "junit_out", type=click.Path(path_type=Path), help="JUnit XML report.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
+def canary_seed(
+    dsn: str,
+    spec: str,
+    canaries: tuple[str, ...],
+    user_canaries: str | None,
+    reseed: bool,
+    wait: float,
+    timeout: float,
+    json_out: str | None,
+    junit_out: Path | None,
+    quiet: bool,
+) -> None:
+    """Usage: langgraph-migrator canary seed --dsn DSN --with SPEC [--reseed]
+
+    Seed canary threads into the app's database with the version it runs today
+    and store what that version reads (the goldens) in the ledger. Never runs
+    setup(): the checkpoint tables must exist. Exit 0 ok, 1 a canary failed,
+    2 usage (no tables, already seeded), 3 environment, 4 lock busy.
+    """
+    result = api.canary_seed(
+        dsn,
+        spec,
+        canaries=canaries,
+        user_canaries=user_canaries,
+        reseed=reseed,
+        timeout=timeout,
+        lock_wait=wait,
+        progress=_progress(quiet or json_out == "-"),
+    )
+    _emit_ledger_report(result, json_out, junit_out)
+
+
+@canary_group.command("list")
+@click.option("--dsn", default=None, metavar="DSN", help="Also list canaries seeded there.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def canary_list(dsn: str | None, as_json: bool) -> None:
+    """Usage: langgraph-migrator canary list [--dsn DSN] [--json]
+
+    The built-in canaries and what each covers; with --dsn, the canaries seeded
+    in that database and the versions that seeded them.
+    """
+    listing = api.canary_list(dsn)
+    if as_json:
+        click.echo(json.dumps(listing, indent=2, sort_keys=True))
+        return
+    click.echo("built-in canaries:")
+    for c in listing["builtin"]:
+        click.echo(f"  {c['name']:<17} {c['covers']}")
+    if listing["seeded"] is None:
+        return
+    click.echo("seeded in this database:" if listing["seeded"] else "none seeded in this database.")
+    for c in listing["seeded"]:
+        lg = c["versions"].get("langgraph-checkpoint-postgres") or "?"
+        click.echo(
+            f"  {c['thread_id']:<26} {c['status']:<8} checkpoint-postgres=={lg} {c['seeded_at']}"
+        )
+
+
+@cli.command("verify")
+@app_options
+@click.option("--dsn", required=True, metavar="DSN", help="The app's database.")
+@click.option(
+    "--with",
+    "spec",
+    default="current",
+    show_default=True,
+    metavar="SPEC|current",
+    help="The version to read with (the one just deployed).",
+)
+@click.option("--canaries", "user_canaries", default=None, metavar="MODULE:ATTR", help="Your own.")
+@click.option("--policy", "policy_file", type=click.Path(path_type=Path), help="Drift policy TOML.")
+@click.option("--timeout", default=600.0, show_default=True, help="Seconds the snapshot may take.")
+@click.option("--json", "json_out", metavar="PATH|-", help="JSON report ('-': stdout).")
+@click.option("--junit", "junit_out", type=click.Path(path_type=Path), help="JUnit XML report.")
+@click.option(
+    "--show-values",
+    is_flag=True,
+    help="Show differing values, not only types and hashes, in every report (terminal, "
+    "--json, --junit, --html): they may hold user data.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
+def verify(
+    dsn: str,
+    spec: str,
+    user_canaries: str | None,
+    policy_file: Path | None,
+    timeout: float,
+    json_out: str | None,
+    junit_out: Path | None,
+    show_values: bool,
+    quiet: bool,
+) -> None:
+    """Usage: langgraph-migrator verify --dsn DSN [--with SPEC|current] [--json PATH|-]
+
+    Read the canary threads with the deployed version and compare them with the
+    goldens `canary seed` stored; no old environment needed. Run it after
+    `migrate`. Exit 0 unchanged, 1 breaking drift, 2 no goldens, 3 environment.
+    """
+    pyproject = Path("pyproject.toml")
+    result = api.verify(
+        dsn,
+        spec,
+        policy_file=policy_file,
+        pyproject=pyproject if pyproject.is_file() else None,
+        user_canaries=user_canaries,
+        timeout=timeout,
+        progress=_progress(quiet or json_out == "-"),
+    )
+    _emit_ledger_report(result, json_out, junit_out, show_values)
