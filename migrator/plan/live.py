@@ -1,0 +1,273 @@
+"""The plan's I/O: read the live schema (read only), build the reference, rehearse."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg import sql
+
+from migrator import envs
+from migrator.errors import ConfigError, ConnectError, ProvisionError
+from migrator.plan.hazards import build_plan
+from migrator.plan.model import ALREADY_EXISTS, ConnectionProbe, Plan, Progress, Step, TargetInfo
+from migrator.plan.statements import _CONCURRENTLY_RE, pending_statements
+from migrator.postgres import redact_dsn, scratch_database
+from migrator.postgres.dsn import redact_text
+from migrator.schema import (
+    CHECKPOINT_TABLES,
+    LEDGER_TABLE,
+    SchemaModel,
+    read_catalog,
+)
+
+CURRENT_SCHEMA_SQL = "SELECT current_schema()"
+BACKEND_PID_SQL = "SELECT pg_backend_pid()"
+INSERT_LEDGER_SQL = sql.SQL("INSERT INTO {} (v) VALUES (%s) ON CONFLICT DO NOTHING")
+MARK_INVALID_SQL = "UPDATE pg_index SET indisvalid = false WHERE indexrelid = %s::regclass"
+
+
+#: Reference schemas built in this process: (env key, server major) -> model.
+_REFERENCES: dict[tuple[str, int], SchemaModel] = {}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def read_live(dsn: str, schema: str | None = None) -> tuple[SchemaModel, ConnectionProbe]:
+    """Introspect the live database in ``READ ONLY`` transactions, and probe for poolers.
+
+    Args:
+        dsn: The live database.
+        schema: The checkpoint tables' schema (default: the connection's ``current_schema()``).
+
+    Returns:
+        The model and the connection probe.
+
+    Raises:
+        ConnectError: The database cannot be reached or read.
+    """
+    try:
+        with psycopg.connect(
+            dsn, connect_timeout=10, application_name="langgraph-migrator plan"
+        ) as conn:
+            conn.read_only = True
+            schema = schema or str((conn.execute(CURRENT_SCHEMA_SQL).fetchone() or ["public"])[0])
+            catalog = read_catalog(conn, schema)
+            first = int((conn.execute(BACKEND_PID_SQL).fetchone() or [0])[0])
+            conn.rollback()
+            second = int((conn.execute(BACKEND_PID_SQL).fetchone() or [0])[0])
+            conn.rollback()
+            connected_port: int | None = int(conn.info.port) if conn.info.port else None
+    except psycopg.Error as exc:
+        raise ConnectError(
+            f"cannot read {redact_dsn(dsn)}: {redact_text(_first_line(exc), dsn)}",
+            hint="check host, port, user and password, and that the server is running.",
+        ) from exc
+    server_port = catalog["server"].get("port")
+    probe = ConnectionProbe(
+        pid_first=first,
+        pid_second=second,
+        connected_port=connected_port,
+        server_port=int(server_port) if server_port else None,
+    )
+    return SchemaModel.from_catalog(catalog), probe
+
+
+@contextmanager
+def scratch_server(major: int, scratch_dsn: str | None, notes: list[str]) -> Iterator[str]:
+    """A server to build the reference and rehearse on: never the live one.
+
+    Args:
+        major: The live server's major.
+        scratch_dsn: A server the user gave (databases are created and dropped on it).
+        notes: Receives a note when another major had to be used.
+
+    Yields:
+        A DSN on which scratch databases may be created.
+
+    Raises:
+        ProvisionError: No local Postgres could be started.
+    """
+    if scratch_dsn:
+        yield scratch_dsn
+        return
+    from migrator.postgres import MAX_MAJOR, MIN_MAJOR, provision
+
+    candidates = sorted(range(MIN_MAJOR, MAX_MAJOR + 1), key=lambda m: (abs(m - major), -m))
+    last: Exception | None = None
+    for candidate in candidates:
+        try:
+            server = provision("local", candidate)
+        except (ProvisionError, ConfigError) as exc:
+            last = exc
+            continue
+        if candidate != major:
+            notes.append(
+                f"rehearsed on Postgres {candidate}: no local Postgres {major} is available "
+                "(give --scratch-dsn for an exact match)"
+            )
+        try:
+            yield server.dsn
+        finally:
+            server.stop()
+        return
+    raise ProvisionError(
+        f"no local Postgres could be started for the rehearsal: {last}",
+        hint="pass --scratch-dsn with a server where the tool may create databases",
+    )
+
+
+def _introspect(dsn: str) -> SchemaModel:
+    with psycopg.connect(dsn) as conn:
+        return SchemaModel.from_catalog(read_catalog(conn, "public"))
+
+
+def build_reference(
+    env: envs.VersionEnv, server_dsn: str, *, timeout: float = 600.0
+) -> SchemaModel:
+    """What the target's ``setup()`` builds on an empty database (built, read, dropped).
+
+    Args:
+        env: The target version environment.
+        server_dsn: A scratch server.
+        timeout: Seconds the worker may take.
+
+    Returns:
+        The reference schema.
+    """
+    with psycopg.connect(server_dsn) as conn:
+        major = int(conn.info.server_version) // 10000
+    key = (env.version_set.key, major)
+    if key not in _REFERENCES:
+        with scratch_database(server_dsn) as dsn:
+            envs.run_worker(env, "setup", {"dsn": dsn}, timeout=timeout)
+            _REFERENCES[key] = _introspect(dsn)
+    return _REFERENCES[key]
+
+
+def rehearse(
+    live: SchemaModel,
+    target: TargetInfo,
+    server_dsn: str,
+    reference: SchemaModel,
+    notes: list[str],
+) -> tuple[list[Step], SchemaModel]:
+    """Run the pending statements on an empty clone of the live checkpoint tables.
+
+    Args:
+        live: The live schema.
+        target: The target's migrations.
+        server_dsn: A scratch server.
+        reference: The reference (its tables are cloned too when live has them).
+        notes: Receives notes (e.g. an INVALID index that could not be reproduced).
+
+    Returns:
+        The steps with outcomes, and the clone's schema afterwards.
+    """
+    names = [t for t in (*CHECKPOINT_TABLES, *reference.tables) if t in live.tables]
+    names = list(dict.fromkeys(names))
+    pending = pending_statements(target, live.ledger)
+    steps: list[Step] = []
+    with scratch_database(server_dsn) as dsn, psycopg.connect(dsn, autocommit=True) as conn:
+        for name in names:
+            for statement in live.tables[name].create_sql():
+                conn.execute(statement)
+        for index in live.invalid_indexes:
+            try:
+                conn.execute(MARK_INVALID_SQL, (index.name,))
+            except psycopg.Error as exc:
+                notes.append(
+                    f"could not mark {index.name} INVALID on the scratch server "
+                    f"({_first_line(exc)}); it is carried into the plan from the live catalog"
+                )
+        ledger_ident = sql.Identifier(LEDGER_TABLE)
+        for done in live.ledger or ():
+            conn.execute(INSERT_LEDGER_SQL.format(ledger_ident), (done,))
+        for v, statement, always in pending:
+            transactional = _CONCURRENTLY_RE.search(statement) is None
+            try:
+                if statement.strip():
+                    conn.execute(statement)
+            except psycopg.Error as exc:
+                kind = type(exc).__name__
+                steps.append(
+                    Step(v, statement, always, transactional, "fails", kind, _first_line(exc))
+                )
+                if kind not in ALREADY_EXISTS:
+                    continue
+                # migrate records an "already exists" step as done and carries on.
+            else:
+                steps.append(Step(v, statement, always, transactional, "ok"))
+            if v is not None and not always and target.has_ledger:
+                conn.execute(INSERT_LEDGER_SQL.format(ledger_ident), (v,))
+        rehearsed = SchemaModel.from_catalog(read_catalog(conn, "public"))
+    return steps, rehearsed
+
+
+def target_env(
+    to_spec: str, *, progress: Progress, timeout: float = 600.0
+) -> tuple[envs.VersionEnv, TargetInfo]:
+    """Build (or reuse) the target environment and read its migrations."""
+    version_set = envs.parse_version_set(to_spec)
+    env = envs.ensure_env(version_set, progress=progress)
+    info = envs.run_worker(env, "info", {}, timeout=timeout)
+    return env, TargetInfo.from_info(env.label, info)
+
+
+def make_plan(
+    dsn: str,
+    to_spec: str = "current",
+    *,
+    scratch_dsn: str | None = None,
+    schema: str | None = None,
+    progress: Progress = lambda _m: None,
+    timeout: float = 600.0,
+    env_and_target: tuple[envs.VersionEnv, TargetInfo] | None = None,
+) -> Plan:
+    """Introspect, build the reference, rehearse, and find hazards. Never writes to ``dsn``.
+
+    Args:
+        dsn: The live database (read only).
+        to_spec: The target version set.
+        scratch_dsn: A server for the reference and the rehearsal (default: an
+            ephemeral local cluster of the live major).
+        schema: The checkpoint tables' schema (default: the connection's current schema).
+        progress: Receives one-line status messages.
+        timeout: Seconds a worker step may take.
+        env_and_target: A target already resolved by :func:`target_env`.
+
+    Returns:
+        The plan.
+
+    Raises:
+        ConfigError: Bad version spec.
+        ConnectError: The live database cannot be reached.
+        ProvisionError: No scratch server could be started.
+    """
+    progress("reading the live schema (read only)")
+    live, probe = read_live(dsn, schema)
+    env, target = env_and_target or target_env(to_spec, progress=progress, timeout=timeout)
+    notes: list[str] = []
+    major = int(live.server.get("version_num", 0)) // 10000
+    started = time.monotonic()
+    with scratch_server(major, scratch_dsn, notes) as server_dsn:
+        progress(f"building the reference schema of {target.label}")
+        reference = build_reference(env, server_dsn, timeout=timeout)
+        progress("rehearsing setup() on an empty clone of the live schema")
+        steps, rehearsed = rehearse(live, target, server_dsn, reference, notes)
+    notes.append(f"reference and rehearsal took {time.monotonic() - started:.1f}s")
+    return build_plan(
+        live=live,
+        target=target,
+        steps=steps,
+        rehearsed=rehearsed,
+        reference=reference,
+        probe=probe,
+        database=redact_dsn(dsn),
+        notes=notes,
+    )
