@@ -10,18 +10,16 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, Any
 
 from migrator.app.profile import AppProfile, active_profile
 from migrator.envs.build import cache_dir
 from migrator.envs.versions import _STDERR_TAIL_LINES, VersionEnv
 from migrator.errors import AppCodeError, WorkerError, scrub
-
-if TYPE_CHECKING:
-    import threading
 
 
 def _worker_files() -> list[Path]:
@@ -103,6 +101,18 @@ APP_HINT = (
 )
 
 
+def _feed(stdin: IO[bytes], payload: bytes) -> None:
+    """Write the whole request and close the pipe (the worker reads until EOF).
+
+    A worker that died or was killed closed its end: the rest is not needed.
+    """
+    with contextlib.suppress(BrokenPipeError, OSError):
+        try:
+            stdin.write(payload)
+        finally:
+            stdin.close()
+
+
 def _communicate(
     proc: subprocess.Popen[bytes],
     payload: bytes,
@@ -112,11 +122,22 @@ def _communicate(
 ) -> tuple[bytes, bytes]:
     """``proc.communicate(payload, timeout)``, raising ``TimeoutExpired`` early on
     ``cancel``; with ``idle``, ``timeout`` counts the seconds ``idle()`` reports
-    (the worker's time without progress) instead of the time since it started."""
+    (the worker's time without progress) instead of the time since it started.
+
+    Watched, the request is written by a thread of its own, and ``communicate()``
+    only reads, in short waits. Passing the request to ``communicate()`` would not
+    do: after its first wait times out, a retry writes the unwritten rest only if it
+    gets the input again (CPython 3.11), so a worker that starts reading late (every
+    worker imports langgraph first) waited forever for the end of its request.
+    """
     if cancel is None and idle is None:
         return proc.communicate(payload, timeout=timeout)
+    stdin, proc.stdin = proc.stdin, None  # the feeder owns it; communicate() only reads
+    if stdin is not None:
+        threading.Thread(
+            target=_feed, args=(stdin, payload), name=f"worker-{proc.pid}-stdin", daemon=True
+        ).start()
     started = time.monotonic()
-    pending: bytes | None = payload
     while True:
         still = time.monotonic() - started
         if idle is not None:
@@ -124,11 +145,10 @@ def _communicate(
         left = timeout - still
         if left <= 0 or (cancel is not None and cancel.is_set()):
             raise subprocess.TimeoutExpired(proc.args, timeout)
-        try:
-            # A retry must not pass the input again: communicate() keeps feeding it.
-            return proc.communicate(pending, timeout=min(left, CANCEL_POLL_S))
-        except subprocess.TimeoutExpired:
-            pending = None
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            # What was read so far stays in ``proc``: the next call (or the caller's
+            # final ``communicate()`` after a kill) returns all of it.
+            return proc.communicate(None, timeout=min(left, CANCEL_POLL_S))
 
 
 def run_worker(

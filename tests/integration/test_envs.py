@@ -395,6 +395,37 @@ def test_cancellable_worker_gets_its_whole_request(
     assert result["echo"] == big
 
 
+@pytest.fixture(scope="module")
+def late_reader_root(fake_worker_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fake worker package, but it reads its request only after a second (as every
+    real worker does after importing langgraph on a busy machine)."""
+    root = tmp_path_factory.mktemp("late-worker")
+    shutil.copytree(fake_worker_root / "migrator", root / "migrator")
+    main = root / "migrator" / "worker" / "__main__.py"
+    text = main.read_text()
+    read = "    stdin_data = sys.stdin.buffer.read()\n"
+    assert read in text
+    main.write_text(text.replace(read, "    __import__('time').sleep(1.0)\n" + read))
+    return root
+
+
+@pytest.mark.parametrize("watch", ["cancel", "idle"])
+def test_worker_that_reads_late_gets_its_whole_request(
+    current_env: VersionEnv, late_reader_root: Path, watch: str
+) -> None:
+    """Issue 12 #18: more than a pipe buffer, and no reader during the first polls."""
+    big = {"blob": "z" * 2_000_000}
+    watched: dict[str, object] = (
+        {"cancel": threading.Event()} if watch == "cancel" else {"idle": lambda: 0.0}
+    )
+    started = time.monotonic()
+    result = run_worker(
+        current_env, "echo", big, worker_path=late_reader_root, timeout=30, **watched
+    )
+    assert result["echo"] == big
+    assert time.monotonic() - started < 25
+
+
 def test_first_failure_stops_the_other_workers(
     current_env: VersionEnv, fake_worker_root: Path, tmp_path: Path
 ) -> None:
