@@ -1,0 +1,320 @@
+"""The in-place phases: wait for locks, ``setup()`` with retries, repair, verify, record, undo."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import psycopg
+
+from migrator import envs
+from migrator.errors import (
+    LockTimeoutError,
+    MigrationError,
+    MigratorError,
+    VerificationError,
+    WorkerError,
+)
+from migrator.execute.model import (
+    INSERT_LEDGER_SQL,
+    RETRYABLE,
+    DriftError,
+    MigrateOutcome,
+    MigrateSettings,
+    _execute,
+    _optional,
+    _Run,
+    _timeout_dsn,
+    _v,
+)
+from migrator.plan import (
+    ALREADY_EXISTS,
+    Plan,
+    conflicting_locks,
+    read_live,
+    repairs_for,
+    statement_locks,
+    undo_statements,
+)
+from migrator.report import Check, Report, Status
+from migrator.schema import SchemaModel, diff_schemas
+
+
+def _wait_for_locks(run: _Run, plan: Plan) -> None:
+    """Wait (reading ``pg_locks`` only) until no session holds a lock the work needs."""
+    wanted = [lk for s in plan.pending for lk in statement_locks(s.sql)]
+    wanted += [lk for r in plan.repairs for lk in r.locks]
+    if not wanted:
+        return
+    for attempt in range(run.settings.retries + 1):
+        live, _ = read_live(run.settings.dsn, run.settings.schema)
+        holders = conflicting_locks(live, wanted)
+        if not holders:
+            return
+        who = "; ".join(
+            f"pid {pid} holds {mode} on {table}"
+            + (f" ({age:.0f}s into its transaction)" if age is not None else "")
+            for table, mode, pid, age in holders
+        )
+        if attempt == run.settings.retries:
+            raise LockTimeoutError(
+                f"tables the migration needs stay locked by other sessions: {who}. "
+                "Nothing was changed.",
+                hint="end those transactions (pg_stat_activity) and run migrate again (safe)",
+            )
+        run.progress(f"waiting for other sessions' locks ({who})")
+        run.sleep(attempt)
+
+
+def _run_setup(run: _Run, env: envs.VersionEnv, plan: Plan) -> dict[str, Any]:
+    """The target's ``setup()`` with timeouts; retries on locks; records predicted duplicates."""
+    settings = run.settings
+    predicted = {s.v for s in plan.steps if s.outcome == "fails" and s.error_kind in ALREADY_EXISTS}
+    recorded: list[int] = []
+    lock_retries = 0
+    first: dict[str, Any] | None = None
+    while True:
+        try:
+            result = envs.run_worker(
+                env, "setup", {"dsn": _timeout_dsn(settings)}, timeout=settings.worker_timeout
+            )
+            before = first["ledger_before"] if first else result.get("ledger_before")
+            return {
+                "ledger_before": before,
+                "ledger_after": result.get("ledger_after"),
+                "recorded_already_done": recorded,
+                "lock_retries": lock_retries,
+            }
+        except WorkerError as exc:
+            if exc.kind in RETRYABLE and lock_retries < settings.retries:
+                run.progress(f"setup() hit {exc.kind}; retrying")
+                run.sleep(lock_retries)
+                lock_retries += 1
+                continue
+            if exc.kind in RETRYABLE:
+                raise LockTimeoutError(
+                    f"setup() kept failing with {exc.kind} after {lock_retries} retries "
+                    f"(lock_timeout {settings.lock_timeout:g}s).",
+                    hint="end the sessions holding locks on the checkpoint tables, then retry",
+                ) from exc
+            live, _ = read_live(settings.dsn, settings.schema)
+            failed_v = (live.ledger_max if live.ledger_max is not None else -1) + 1
+            if exc.kind in ALREADY_EXISTS and failed_v in predicted and failed_v not in recorded:
+                # The object is there (the rehearsal proved it); the ledger is behind.
+                run.progress(f"v{failed_v} already applied ({exc.kind}); recording it")
+                if first is None:
+                    first = {"ledger_before": live.ledger_max}
+                with psycopg.connect(_timeout_dsn(settings), autocommit=True) as conn:
+                    conn.execute(INSERT_LEDGER_SQL, (failed_v,))
+                recorded.append(failed_v)
+                continue
+            raise
+
+
+def _undo(settings: MigrateSettings, before: SchemaModel) -> tuple[list[str], list[str]]:
+    """Take back what this run added; returns (statements done, statements that failed)."""
+    after, _ = read_live(settings.dsn, settings.schema)
+    done: list[str] = []
+    failed: list[str] = []
+    for statement in undo_statements(before, after):
+        try:
+            _execute(settings, [statement])
+            done.append(statement)
+        except psycopg.Error as exc:
+            failed.append(f"{statement} ({type(exc).__name__})")
+    return done, failed
+
+
+def _state(settings: MigrateSettings, before: SchemaModel, reference: SchemaModel | None) -> str:
+    """One sentence: where the database stands now, compared with before and the target."""
+    now, _ = read_live(settings.dsn, settings.schema)
+    back = [d for d in diff_schemas(now, before) if d.severity != "info"]
+    ledger = "no ledger table" if now.ledger is None else f"ledger max v{now.ledger_max}"
+    if not back:
+        return f"the database is as it was before migrate ({ledger})"
+    parts = ", ".join(d.where + f" ({d.kind})" for d in back[:6])
+    if reference is not None and not [d for d in diff_schemas(now, reference)]:
+        return f"the database is fully migrated to the target ({ledger})"
+    return f"the database differs from its state before migrate in: {parts} ({ledger})"
+
+
+def _undo_after_failure(
+    run: _Run,
+    outcome: MigrateOutcome,
+    env: envs.VersionEnv,
+    plan: Plan,
+    before: SchemaModel,
+    exc: BaseException,
+) -> None:
+    """Take back what this run added and set ``outcome.error`` (exit 1, 4 or 5)."""
+    settings = run.settings
+    try:
+        reference: SchemaModel | None = _reference(plan, env, settings)
+    except MigratorError:
+        reference = None
+    run.progress("migrate failed; undoing what this run added")
+    done, failed = _undo(settings, before)
+    state = _state(settings, before, reference)
+    outcome.state = state
+    undo_text = f"undone: {len(done)} statement(s)" + (
+        f"; could not undo: {', '.join(failed)}" if failed else ""
+    )
+    run.notes.append(undo_text)
+    run.notes.append(f"state: {state}")
+    message = f"{type(exc).__name__}: {exc}".strip()
+    if isinstance(exc, LockTimeoutError):
+        outcome.error = LockTimeoutError(f"{exc.message} {undo_text}; {state}.", hint=exc.hint)
+    elif isinstance(exc, VerificationError):
+        outcome.error = VerificationError(f"{exc.message} {undo_text}; {state}.", hint=exc.hint)
+    else:
+        outcome.error = MigrationError(
+            f"migrate failed: {message}. {undo_text}; {state}.",
+            hint="fix the cause shown above and run migrate again; "
+            "`langgraph-migrator plan` shows what it would do",
+        )
+
+
+def _plan_check(plan: Plan) -> Check:
+    errors = [h for h in plan.hazards if h.severity == "error"]
+    status: Status = "fail" if plan.blocking else ("warn" if errors else "pass")
+    summary = f"{len(plan.pending)} pending statement(s), {len(plan.repairs)} repair(s); " + (
+        f"hazards: {', '.join(plan.hazard_ids)}" if plan.hazards else "no hazards"
+    )
+    return Check(
+        "plan",
+        status,
+        summary,
+        hazards=tuple(plan.hazard_ids),
+        details={"hazards": [h.to_dict() for h in plan.hazards]},
+    )
+
+
+def _apply(
+    run: _Run, env: envs.VersionEnv, plan: Plan, before: SchemaModel, outcome: MigrateOutcome
+) -> None:
+    settings = run.settings
+    run.progress(f"running setup() of {plan.target}")
+    t0 = time.monotonic()
+    result = _run_setup(run, env, plan)
+    run.timings["setup"] = time.monotonic() - t0
+    applied = result["ledger_before"] != result["ledger_after"]
+    outcome.applied = applied
+    run.checks.append(
+        Check(
+            "setup",
+            "pass",
+            (
+                f"ledger {_v(result['ledger_before'])} -> {_v(result['ledger_after'])}"
+                if applied
+                else f"nothing to do (ledger {_v(result['ledger_after'])})"
+            )
+            + (
+                f"; recorded already-applied step(s) v{result['recorded_already_done']}"
+                if result["recorded_already_done"]
+                else ""
+            ),
+            hazards=("H-DUP-COLUMN",) if result["recorded_already_done"] else (),
+            details=result | {"applied": applied},
+        )
+    )
+    reference = _reference(plan, env, settings)
+    now, _ = read_live(settings.dsn, settings.schema)
+    diffs = diff_schemas(now, reference)
+    repairs = repairs_for(diffs, reference, now)
+    for repair in repairs:
+        run.progress(f"repair: {repair.label}")
+        _execute(settings, list(repair.sql))
+        outcome.applied = True
+        hazard = {
+            "missing_column": "H-LEDGER-SHIFT",
+            "missing_index": "H-LEDGER-SHIFT",
+            "missing_table": "H-LEDGER-SHIFT",
+            "invalid_index": "H-INVALID-INDEX",
+        }.get(repair.kind)
+        run.checks.append(
+            Check(
+                "repair",
+                "pass",
+                f"{repair.label}: " + "; ".join(repair.sql),
+                thread_id=repair.label,
+                hazards=(hazard,) if hazard else (),
+                details=repair.to_dict(),
+            )
+        )
+    final, _ = read_live(settings.dsn, settings.schema)
+    left = [d for d in diff_schemas(final, reference) if d.severity != "info"]
+    if left:
+        raise MigrationError(
+            "after setup() and repairs the schema still differs from the reference: "
+            + "; ".join(d.summary() for d in left)
+        )
+    _verify(run, env, settings)
+    _record(run, plan, outcome)
+
+
+def _reference(plan: Plan, env: envs.VersionEnv, settings: MigrateSettings) -> SchemaModel:
+    from migrator import plan as plan_module
+
+    cached = [m for (key, _), m in plan_module._REFERENCES.items() if key == env.version_set.key]
+    if cached:
+        return cached[-1]
+    notes: list[str] = []
+    live, _ = read_live(settings.dsn, settings.schema)
+    major = int(live.server.get("version_num", 0)) // 10000
+    with plan_module.scratch_server(major, settings.scratch_dsn, notes) as server:
+        return plan_module.build_reference(env, server, timeout=settings.worker_timeout)
+
+
+def _verify(run: _Run, env: envs.VersionEnv, settings: MigrateSettings) -> None:
+    verify_goldens = _optional("migrator.verify", "verify_goldens")
+    if verify_goldens is None:
+        run.checks.append(
+            Check("verify", "skip", "migrator.verify not available: canaries not verified")
+        )
+        return
+    report: Report = verify_goldens(settings.dsn, env, policy=None)
+    failed = [c for c in report.checks if c.status == "fail"]
+    run.checks.extend(report.checks)
+    if failed:
+        raise DriftError(
+            f"{len(failed)} canary check(s) failed against their goldens: "
+            + "; ".join(f"{c.name}: {c.summary}" for c in failed[:3])
+            + ".",
+            failed,
+        )
+
+
+def _record(run: _Run, plan: Plan, outcome: MigrateOutcome) -> None:
+    record_run = _optional("migrator.ledger", "record_run")
+    if record_run is None:
+        run.checks.append(
+            Check("record", "skip", "migrator.ledger not available: run not recorded")
+        )
+        return
+    repairs = [c.details for c in run.checks if c.check == "repair"]
+    run_id = record_run(
+        run.settings.dsn,
+        {
+            "command": "migrate",
+            "to_versions": dict(plan.versions),
+            "plan": plan.to_dict(),
+            "applied_statements": [s.sql for s in plan.pending] if outcome.applied else [],
+            "repairs": repairs,
+            "verdict": "pass",
+            "details": {"applied": outcome.applied, "checks": [c.to_dict() for c in run.checks]},
+            "timings": dict(run.timings),
+        },
+    )
+    run.checks.append(Check("record", "pass", f"run recorded in the tool ledger (id {run_id})"))
+
+
+def _report(run: _Run, plan: Plan, started: float) -> Report:
+    run.timings["total"] = time.monotonic() - started
+    return Report(
+        "migrate",
+        tuple(run.checks),
+        versions=dict(plan.versions),
+        server={"database": plan.database, "version": plan.server_version},
+        timings=dict(run.timings),
+        notes=tuple(run.notes) + tuple(plan.notes),
+    )

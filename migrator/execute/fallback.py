@@ -1,0 +1,336 @@
+"""The dump/restore fallback after breaking drift: restore the backup, dump, restore, judge."""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+
+from migrator import envs
+from migrator.errors import (
+    ConfigError,
+    MigrationError,
+    MigratorError,
+    VerificationError,
+)
+from migrator.execute.apply import _record, _reference, _state, _undo
+from migrator.execute.model import (
+    CURRENT_SCHEMA_SQL,
+    FALLBACKS,
+    LIVE_SCHEMA_SQL,
+    PRE_MIGRATE_PREFIX,
+    Backup,
+    Confirm,
+    DriftError,
+    MigrateOutcome,
+    MigrateSettings,
+    _execute,
+    _optional,
+    _Run,
+)
+from migrator.plan import (
+    Plan,
+    read_live,
+    repairs_for,
+)
+from migrator.report import Check, Report
+from migrator.schema import SchemaModel, diff_schemas
+
+
+def _check_fallback_settings(settings: MigrateSettings, backup: Backup | None) -> None:
+    """Refuse fallback settings that cannot work, before anything is read or written."""
+    if settings.fallback not in FALLBACKS:
+        raise ConfigError(
+            f"--fallback {settings.fallback!r} is not one of dump-restore, none.",
+            hint="use --fallback dump-restore or --fallback none",
+        )
+    if settings.fallback != "dump-restore":
+        return
+    if backup is None:
+        raise ConfigError(
+            "--fallback dump-restore needs the pre-migrate backup, but backups are off "
+            "(--no-backup). Nothing was changed.",
+            hint="drop --no-backup (or pass --backup-dir DIR), or use --fallback none",
+        )
+    if not settings.from_spec:
+        raise ConfigError(
+            "--fallback dump-restore needs the version set that wrote the data "
+            "(it dumps with it). Nothing was changed.",
+            hint="pass --from SPEC, e.g. --from langgraph-checkpoint-postgres==2.0.8",
+        )
+
+
+def _fallback_command(settings: MigrateSettings) -> str:
+    spec = settings.from_spec or "SPEC"
+    return f"langgraph-migrator migrate --from {spec} --fallback dump-restore"
+
+
+def _wants_fallback(
+    run: _Run, drift: DriftError, backup_path: Path | None, confirm: Confirm | None
+) -> bool:
+    """Whether the fallback runs after ``drift``; notes why not when it does not."""
+    settings = run.settings
+    if settings.fallback == "dump-restore":
+        return backup_path is not None
+    if settings.fallback == "ask" and confirm is not None:
+        missing = [
+            what
+            for what, ok in (("--from SPEC", settings.from_spec), ("a backup", backup_path))
+            if not ok
+        ]
+        if missing:
+            run.notes.append(f"fallback not offered: it needs {' and '.join(missing)}")
+            return False
+        return confirm(
+            f"{len(drift.failed)} canary thread(s) read differently after the in-place "
+            f"migration. Restore the backup and run the dump/restore fallback "
+            f"(dump with {settings.from_spec}, restore with {settings.to_spec})?"
+        )
+    return False
+
+
+def _no_fallback_error(run: _Run, drift: DriftError) -> VerificationError:
+    command = _fallback_command(run.settings)
+    run.notes.append(
+        f"fallback not run: the dump/restore fallback would run with `{command}` "
+        "(it restores the backup taken by this run, then dumps and restores)"
+    )
+    return VerificationError(
+        f"{drift.message} The in-place migration was undone.",
+        hint=f"run `{command}` to let the dump/restore fallback cure it",
+    )
+
+
+def _live_schema(settings: MigrateSettings) -> str:
+    if settings.schema:
+        return settings.schema
+    with psycopg.connect(settings.dsn, autocommit=True) as conn:
+        row = conn.execute(LIVE_SCHEMA_SQL).fetchone()
+        if row is None:
+            row = conn.execute(CURRENT_SCHEMA_SQL).fetchone()
+    return str(row[0]) if row else "public"
+
+
+def _restore_pre_migrate(run: _Run, backup_path: Path) -> str:
+    """Load the backup beside the live tables, then swap it in; returns where they went.
+
+    Runs under the migrator lock that :func:`migrate` holds.
+    """
+    from migrator.backup import restore_backup
+    from migrator.dumprestore import OLD_PREFIX, _swap
+
+    settings = run.settings
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d_%H%M%S_%f")
+    shadow = f"{PRE_MIGRATE_PREFIX}{stamp}"
+    live = _live_schema(settings)
+    run.progress(f"restoring the pre-migrate backup {backup_path.name}")
+    restore_backup(
+        settings.dsn,
+        backup_path,
+        into_new_schema=shadow,
+        lock_held=True,
+        progress=run.progress,
+    )
+    return _swap(settings.dsn, shadow, live, f"{OLD_PREFIX}{stamp}")
+
+
+def _fallback(
+    run: _Run,
+    outcome: MigrateOutcome,
+    drift: DriftError,
+    backup_path: Path,
+    env: envs.VersionEnv,
+    plan: Plan,
+    before: SchemaModel,
+) -> None:
+    """Restore the backup, dump/restore across versions, verify again, say what it cured."""
+    from migrator.dumprestore import run_fallback
+
+    settings = run.settings
+    assert settings.from_spec is not None  # checked by _wants_fallback / _check_fallback_settings
+    kept: list[str] = []
+    t0 = time.monotonic()
+    try:
+        old_env = envs.ensure_env(envs.parse_version_set(settings.from_spec), progress=run.progress)
+        kept.append(_restore_pre_migrate(run, backup_path))
+        run.checks.append(
+            Check(
+                "fallback-restore",
+                "pass",
+                f"pre-migrate backup {backup_path.name} restored; the in-place migrated "
+                f"tables are kept in schema {kept[-1]}",
+            )
+        )
+        run.progress(f"fallback: dump with {old_env.label}, restore with {env.label}")
+        with tempfile.TemporaryDirectory(prefix="lgm-fallback-") as work:
+            result = run_fallback(
+                settings.dsn,
+                old_env,
+                env,
+                work_dir=Path(work),
+                transform="task-id",
+                progress=run.progress,
+                lock_held=True,
+            )
+        if result.old_schema:
+            kept.append(result.old_schema)
+        run.checks.append(
+            Check(
+                "fallback-dump-restore",
+                "pass",
+                f"dumped with {old_env.label}, restored with {env.label} (task-id transform): "
+                f"{len(result.threads)} thread(s), {len(result.changes)} change(s); "
+                f"pre-migrate tables kept in schema {result.old_schema}",
+                details=result.to_dict(),
+            )
+        )
+        _fallback_schema(run, env, plan)
+        verify_goldens = _optional("migrator.verify", "verify_goldens")
+        assert verify_goldens is not None  # DriftError came from it
+        again: Report = verify_goldens(settings.dsn, env, policy=None)
+    except (MigratorError, psycopg.Error) as exc:
+        run.timings["fallback"] = time.monotonic() - t0
+        _fallback_failed(run, outcome, backup_path, before, kept, f"{type(exc).__name__}: {exc}")
+        return
+    run.timings["fallback"] = time.monotonic() - t0
+    cured = _fallback_checks(run, drift, again)
+    if cured:
+        outcome.applied = True
+        run.notes.append(
+            f"the dump/restore fallback cured every drift; old tables kept in schema(s) "
+            f"{', '.join(kept)} (drop them with `langgraph-migrator cleanup`)"
+        )
+        _record(run, plan, outcome)
+        return
+    _fallback_failed(
+        run,
+        outcome,
+        backup_path,
+        before,
+        kept,
+        "the dump/restore fallback did not cure the drift (see the fallback checks)",
+    )
+
+
+def _fallback_schema(run: _Run, env: envs.VersionEnv, plan: Plan) -> None:
+    """After the fallback's restore: the schema must equal the reference (repair if not)."""
+    settings = run.settings
+    reference = _reference(plan, env, settings)
+    now, _ = read_live(settings.dsn, settings.schema)
+    diffs = diff_schemas(now, reference)
+    for repair in repairs_for(diffs, reference, now):
+        run.progress(f"repair after fallback: {repair.label}")
+        _execute(settings, list(repair.sql))
+        run.checks.append(
+            Check(
+                "repair",
+                "pass",
+                f"{repair.label}: " + "; ".join(repair.sql),
+                thread_id=repair.label,
+            )
+        )
+    final, _ = read_live(settings.dsn, settings.schema)
+    left = [d for d in diff_schemas(final, reference) if d.severity != "info"]
+    if left:
+        raise MigrationError(
+            "after the fallback the schema still differs from the reference: "
+            + "; ".join(d.summary() for d in left)
+        )
+
+
+def _fallback_checks(run: _Run, drift: DriftError, again: Report) -> bool:
+    """One ``fallback`` check per golden thread; in-place failures it cured become warnings."""
+    failed_keys = {(c.canary, c.thread_id) for c in drift.failed}
+    after = {(c.canary, c.thread_id): c for c in again.checks}
+    cured_all = True
+    verdicts: list[Check] = []
+    for key, now in after.items():
+        canary, thread_id = key
+        was_failing = key in failed_keys
+        ok = now.status != "fail"
+        cured_all = cured_all and ok
+        if was_failing:
+            summary = (
+                f"cured by dump/restore ({now.summary} after)"
+                if ok
+                else f"not cured: still {now.summary} after dump/restore"
+            )
+        else:
+            summary = (
+                f"unchanged by dump/restore ({now.summary})"
+                if ok
+                else f"broken by dump/restore: {now.summary}"
+            )
+        verdicts.append(
+            Check(
+                "fallback",
+                "pass" if ok else "fail",
+                summary,
+                canary=canary,
+                thread_id=thread_id,
+                hazards=now.hazards,
+                differences=() if ok else now.differences,
+                details={"cured": ok, "failed_in_place": was_failing},
+            )
+        )
+    if cured_all:
+        run.checks[:] = [
+            Check(
+                c.check,
+                "warn",
+                f"{c.summary} (in place); cured by the dump/restore fallback",
+                canary=c.canary,
+                thread_id=c.thread_id,
+                hazards=c.hazards,
+                differences=c.differences,
+                details=c.details,
+            )
+            if c.check == "verify" and c.status == "fail"
+            else c
+            for c in run.checks
+        ]
+    run.checks.extend(verdicts)
+    return cured_all
+
+
+def _fallback_failed(
+    run: _Run,
+    outcome: MigrateOutcome,
+    backup_path: Path,
+    before: SchemaModel,
+    kept: list[str],
+    why: str,
+) -> None:
+    """Put the pre-migrate backup back and say exactly where the database stands (exit 5)."""
+    settings = run.settings
+    run.progress("fallback did not succeed; restoring the pre-migrate backup")
+    swapped_before = bool(kept)
+    try:
+        kept.append(_restore_pre_migrate(run, backup_path))
+        restored = (
+            f"the pre-migrate backup {backup_path} was restored: the checkpoint tables hold "
+            "the data and schema they had before migrate"
+        )
+    except (MigratorError, psycopg.Error) as exc:
+        restored = (
+            f"restoring the pre-migrate backup {backup_path} FAILED ({type(exc).__name__}: "
+            f"{exc}); restore it with `langgraph-migrator restore-backup`"
+        )
+        if not swapped_before:  # the live tables are still the in-place migrated ones
+            done, failed = _undo(settings, before)
+            restored += f"; the in-place migration was undone ({len(done)} statement(s))" + (
+                f", could not undo: {', '.join(failed)}" if failed else ""
+            )
+    state = f"{restored}; {_state(settings, before, None)}"
+    if kept:
+        state += f"; other versions of the tables are kept in schema(s) {', '.join(kept)}"
+    outcome.state = state
+    run.notes.append(f"state: {state}")
+    outcome.error = MigrationError(
+        f"migrate --fallback dump-restore failed: {why}. {state}.",
+        hint="the old version keeps working on the restored tables; report the drift, "
+        "or upgrade to another version",
+    )
