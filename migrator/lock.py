@@ -21,6 +21,7 @@ import psycopg
 
 from migrator.errors import ConnectError, LockTimeoutError
 from migrator.postgres import redact_dsn
+from migrator.worker.faults import pause_point
 
 #: ``pg_advisory_lock`` key: the first 8 bytes of sha256("langgraph-migrator"), as bigint.
 MIGRATOR_LOCK_KEY = 0x5F3A_21C4_7E09_B6D1 - (1 << 63)
@@ -92,6 +93,7 @@ def advisory_lock(
                     hint="wait for it to finish and retry (safe), or pass --wait SECONDS",
                 )
             time.sleep(poll)
+        pause_point("lock.held")
         try:
             yield conn
         finally:

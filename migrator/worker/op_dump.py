@@ -42,7 +42,7 @@ from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from migrator.worker import compat
+from migrator.worker import compat, faults
 from migrator.worker.dumpencode import (
     DumpEncoder,
     Known,
@@ -460,6 +460,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     Returns:
         The manifest (``docs/dump-restore.md``).
     """
+    faults.pause_point("dump.start")
     path = str(request["path"])
     versions = compat.installed_versions()
     tally = _Tally()

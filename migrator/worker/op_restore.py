@@ -51,7 +51,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from migrator.worker import app as worker_app
-from migrator.worker import compat
+from migrator.worker import compat, faults
 from migrator.worker.bulkwrite import BulkWriter, write_record
 from migrator.worker.decode import Decoder, DisallowedTypeError, decode_record, split_blobs
 from migrator.worker.dumpfile import DumpFormatError, by_thread, read_dump
@@ -241,6 +241,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
 
 def _run(request: dict[str, Any]) -> dict[str, Any]:
     """:func:`run`'s body."""
+    faults.pause_point("restore.start")
     decoder = Decoder(request.get("allow_types") or ())
     user = load_callable(request["transform"], "transform") if request.get("transform") else None
     graph = load_callable(request["graph"], "graph") if request.get("graph") else None

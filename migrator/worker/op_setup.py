@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from migrator.worker import faults
 from migrator.worker.saver import ledger_version, open_connection
 
 
@@ -13,6 +14,11 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
 
     with open_connection(request["dsn"]) as conn:
         before = ledger_version(conn)
+        if faults.armed_any("setup."):
+            conn.cursor_factory = faults.setup_cursor_factory(
+                list(PostgresSaver.MIGRATIONS), conn.cursor_factory
+            )
         PostgresSaver(conn).setup()
         after = ledger_version(conn)
+        faults.pause_point("setup.done", conn.info.dbname)
     return {"ledger_before": before, "ledger_after": after}
