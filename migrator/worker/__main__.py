@@ -15,7 +15,7 @@ import re
 import sys
 from typing import Any
 
-from migrator.worker import protocol
+from migrator.worker import lifeline, protocol
 
 _OP_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -33,6 +33,7 @@ def _load_op(op: str) -> Any:
 
 
 def _run(argv: list[str], stdin_data: bytes) -> dict[str, Any]:
+    lifeline.follow_parent()
     try:
         if len(argv) != 1:
             raise protocol.UnknownOpError("usage: python -m migrator.worker OP < request.json")
