@@ -74,10 +74,13 @@ def plan(
     schema: str | None = None,
     progress: Progress = _quiet,
     timeout: float = 600.0,
+    from_spec: str | None = None,
 ) -> Plan:
     """What ``setup()`` of ``to_spec`` will do to ``dsn``, rehearsed on a scratch server.
 
-    Read only: the live database is never written.
+    Read only: the live database is never written. ``from_spec`` (the version set
+    that wrote the data) refines the era of the stored threads and is named in the
+    check that proves a data hazard.
 
     Returns:
         The plan; ``plan.unsafe`` when a hazard would make the deploy fail or lose data.
@@ -85,7 +88,13 @@ def plan(
     from migrator.plan import make_plan
 
     return make_plan(
-        dsn, to_spec, scratch_dsn=scratch_dsn, schema=schema, progress=progress, timeout=timeout
+        dsn,
+        to_spec,
+        scratch_dsn=scratch_dsn,
+        schema=schema,
+        progress=progress,
+        timeout=timeout,
+        from_spec=from_spec,
     )
 
 
@@ -162,16 +171,19 @@ def verify(
         The report; ``verdict == "fail"`` on breaking drift or a golden thread that is gone.
 
     Raises:
-        ConfigError: The database holds no goldens (exit 2).
+        ConfigError: The database holds no goldens, or the user canaries do not load (exit 2).
+        LedgerDamagedError: The ledger lacks a table or column of its revision (exit 3).
     """
     from migrator import ledger
     from migrator.errors import ConfigError
+    from migrator.ledger.health import check_ledger
     from migrator.lock import advisory_lock
     from migrator.policy import load_policy
     from migrator.postgres import redact_dsn
     from migrator.verify import verify_goldens
 
     policy = load_policy(pyproject, policy_file)
+    check_ledger(dsn)
     revision = ledger.ledger_revision(dsn)
     if revision is None or not ledger.load_goldens(dsn):
         raise ConfigError(

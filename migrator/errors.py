@@ -202,3 +202,7 @@ class AppCodeError(WorkerError):
     value names a class that does not import there (configuration: exit 2)."""
 
     exit_code = 2
+
+
+class LedgerDamagedError(EnvironmentProblem):
+    """The tool's ledger schema no longer has the shape its revision promises."""

@@ -11,9 +11,10 @@ from typing import Any
 
 from migrator import envs, ledger
 from migrator.compare import compare_snapshots
+from migrator.errors import WorkerError
 from migrator.policy import Policy
 from migrator.report import Check, Report
-from migrator.seeding import worker_env
+from migrator.seeding import canary_config_error, worker_env
 
 Progress = Callable[[str], None]
 
@@ -105,6 +106,8 @@ def verify_goldens(
         that is gone); a single ``skip`` check when the database has no goldens.
 
     Raises:
+        ConfigError: The user canaries do not load (exit 2): a snapshot without them
+            would call every canary thread drift.
         EnvironmentProblem: Database or worker failures (exit 3).
     """
     goldens = ledger.load_goldens(dsn)
@@ -116,6 +119,8 @@ def verify_goldens(
     if user_canaries is None:
         recorded = [c.user_canaries for c in ledger.list_canaries(dsn) if c.user_canaries]
         user_canaries = recorded[0] if recorded else None
+    if user_canaries:
+        _check_user_canaries(env, user_canaries, timeout)
     progress(f"snapshot of {len(goldens)} golden thread(s) under {env.label}")
     now = envs.run_worker(
         env,
@@ -141,3 +146,20 @@ def verify_goldens(
             "now": now.get("versions", {}),
         },
     )
+
+
+def _check_user_canaries(env: envs.VersionEnv, user_canaries: str, timeout: float) -> None:
+    """Load the user canaries in ``env`` (worker op ``info``): exit 2 when they do not."""
+    try:
+        envs.run_worker(
+            env,
+            "info",
+            {"user_canaries": user_canaries},
+            timeout=timeout,
+            extra_env=worker_env(user_canaries),
+        )
+    except WorkerError as exc:
+        config = canary_config_error(exc)
+        if config is not None:
+            raise config from exc
+        raise

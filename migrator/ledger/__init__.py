@@ -15,6 +15,7 @@ anything and see an empty ledger where there is none.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import socket
 from collections.abc import Iterator, Mapping, Sequence
@@ -30,6 +31,7 @@ from psycopg.types.json import Json, Jsonb
 
 from migrator.errors import ConfigError, ConnectError
 from migrator.postgres.dsn import connect, redact_dsn, redact_text
+from migrator.postgres.writes import write_refused_hint
 
 LEDGER_SCHEMA = "langgraph_migrator"
 VERSION_TABLE = "migrator_ledger_version"
@@ -277,8 +279,11 @@ def upgrade_ledger(dsn: str) -> str:
         raise ConnectError(
             f"could not create or upgrade the ledger schema {LEDGER_SCHEMA!r} in "
             f"{redact_dsn(dsn)}: {redact_text(detail, dsn)[:300]}",
-            hint="the role needs CREATE on the database (or create the schema "
-            f"{LEDGER_SCHEMA!r} owned by it)",
+            hint=write_refused_hint(
+                exc,
+                "the role needs CREATE on the database (or create the schema "
+                f"{LEDGER_SCHEMA!r} owned by it)",
+            ),
         ) from exc
     finally:
         engine.dispose()
@@ -292,12 +297,27 @@ def ledger_revision(dsn: str) -> str | None:
 
     Raises:
         ConnectError: The database cannot be reached.
+        LedgerDamagedError: The version table lost its column.
     """
-    with connect(dsn) as conn:
+    with connect(dsn) as conn, _shape_errors(dsn):
         if not _ledger_exists(conn):
             return None
         row = conn.execute(CURRENT_REVISION_SQL).fetchone()
     return None if row is None else str(row[0])
+
+
+@contextmanager
+def _shape_errors(dsn: str) -> Iterator[None]:
+    """A query that met a ledger of another shape raises ``LedgerDamagedError`` (exit 3)."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        from migrator.ledger.health import damaged_error
+
+        damaged = damaged_error(dsn, exc)
+        if damaged is None:
+            raise
+        raise damaged from exc
 
 
 def _ledger_exists(conn: psycopg.Connection[Any]) -> bool:
@@ -306,13 +326,17 @@ def _ledger_exists(conn: psycopg.Connection[Any]) -> bool:
 
 
 @contextmanager
-def _ledger_conn(dsn: str, *, write: bool) -> Iterator[psycopg.Connection[dict[str, Any]] | None]:
-    """A connection in one transaction; None (readers) when there is no ledger."""
-    with connect(dsn, autocommit=True) as raw:
-        exists = _ledger_exists(raw)
-        conn: psycopg.Connection[dict[str, Any]] = raw  # type: ignore[assignment]
-        conn.row_factory = dict_row
-        if not exists:
+def _ledger_conn(
+    dsn: str, *, write: bool, conn: psycopg.Connection[Any] | None = None
+) -> Iterator[psycopg.Connection[dict[str, Any]] | None]:
+    """A connection in one transaction; None (readers) when there is no ledger.
+
+    With ``conn``, that one in a savepoint: the caller's transaction holds the writes.
+    """
+    with contextlib.ExitStack() as stack:
+        raw = conn if conn is not None else stack.enter_context(connect(dsn, autocommit=True))
+        stack.enter_context(_shape_errors(dsn))
+        if not _ledger_exists(raw):
             if write:
                 raise ConfigError(
                     f"{redact_dsn(dsn)} has no {LEDGER_SCHEMA!r} ledger yet.",
@@ -320,8 +344,13 @@ def _ledger_conn(dsn: str, *, write: bool) -> Iterator[psycopg.Connection[dict[s
                 )
             yield None
             return
-        with conn.transaction():
-            yield conn
+        saved = raw.row_factory
+        raw.row_factory = dict_row
+        try:
+            with raw.transaction():
+                yield raw  # type: ignore[misc]
+        finally:
+            raw.row_factory = saved
 
 
 # ------------------------------------------------------------------ canaries
@@ -336,6 +365,7 @@ def record_canary(
     user_canaries: str | None = None,
     status: str = "seeded",
     trace: Sequence[Any] | None = None,
+    conn: psycopg.Connection[Any] | None = None,
 ) -> None:
     """Record (or replace) a canary thread seeded into this database.
 
@@ -347,10 +377,11 @@ def record_canary(
         user_canaries: ``module:attr`` the canary came from, for user canaries.
         status: ``seeded`` (or what the seed op said).
         trace: The nodes its seed executed.
+        conn: Write in this connection's transaction (default: a connection of its own).
     """
-    with _ledger_conn(dsn, write=True) as conn:
-        assert conn is not None
-        conn.execute(
+    with _ledger_conn(dsn, write=True, conn=conn) as ledger:
+        assert ledger is not None
+        ledger.execute(
             UPSERT_CANARY_SQL,
             {
                 "thread_id": thread_id,
@@ -369,6 +400,8 @@ def save_golden(
     canary: str | None,
     snapshot: Mapping[str, Any],
     versions: Mapping[str, Any],
+    *,
+    conn: psycopg.Connection[Any] | None = None,
 ) -> None:
     """Store (or replace) the golden snapshot of one thread.
 
@@ -379,14 +412,15 @@ def save_golden(
         snapshot: The thread's entry of a snapshot; a whole snapshot (with
             ``threads``) is accepted too and reduced to that entry.
         versions: The version set that read it.
+        conn: Write in this connection's transaction (default: a connection of its own).
 
     Raises:
         ConfigError: A whole snapshot was given that does not hold ``thread_id``.
     """
     entry = _thread_entry(snapshot, thread_id)
-    with _ledger_conn(dsn, write=True) as conn:
-        assert conn is not None
-        conn.execute(
+    with _ledger_conn(dsn, write=True, conn=conn) as ledger:
+        assert ledger is not None
+        ledger.execute(
             UPSERT_GOLDEN_SQL,
             {
                 "thread_id": thread_id,
@@ -424,17 +458,19 @@ def list_canaries(dsn: str) -> list[CanaryRecord]:
     return [CanaryRecord(**row) for row in rows]
 
 
-def forget_threads(dsn: str, thread_ids: Sequence[str]) -> int:
-    """Delete the ledger's canary and golden rows of these threads.
+def forget_threads(
+    dsn: str, thread_ids: Sequence[str], *, conn: psycopg.Connection[Any] | None = None
+) -> int:
+    """Delete the ledger's canary and golden rows of these threads (in ``conn``'s tx).
 
     Returns:
         Canary rows deleted (0 when there is no ledger).
     """
-    with _ledger_conn(dsn, write=False) as conn:
-        if conn is None:
+    with _ledger_conn(dsn, write=False, conn=conn) as ledger:
+        if ledger is None:
             return 0
-        conn.execute(DELETE_GOLDENS_SQL, (list(thread_ids),))
-        return conn.execute(DELETE_CANARIES_SQL, (list(thread_ids),)).rowcount
+        ledger.execute(DELETE_GOLDENS_SQL, (list(thread_ids),))
+        return ledger.execute(DELETE_CANARIES_SQL, (list(thread_ids),)).rowcount
 
 
 # ------------------------------------------------------------------ runs
@@ -450,7 +486,9 @@ def _timestamp(value: Any) -> dt.datetime | None:
     raise ValueError(f"not a timestamp: {value!r}")
 
 
-def record_run(dsn: str, run: Mapping[str, Any]) -> int:
+def record_run(
+    dsn: str, run: Mapping[str, Any], *, conn: psycopg.Connection[Any] | None = None
+) -> int:
     """Record one run of the tool against this database.
 
     Args:
@@ -462,6 +500,7 @@ def record_run(dsn: str, run: Mapping[str, Any]) -> int:
             seconds or ISO text); ``client_host`` (default: this machine's host
             name); ``tool_version`` (default: this package's). The database role
             and client address are filled in by the server.
+        conn: Write in this connection's transaction (default: a connection of its own).
 
     Returns:
         The run's id.
@@ -484,9 +523,9 @@ def record_run(dsn: str, run: Mapping[str, Any]) -> int:
         params[name] = None if params[name] is None else Jsonb(params[name])
     params["started_at"] = _timestamp(params["started_at"])
     params["finished_at"] = _timestamp(params["finished_at"])
-    with _ledger_conn(dsn, write=True) as conn:
-        assert conn is not None
-        row = conn.execute(INSERT_RUN_SQL, params).fetchone()
+    with _ledger_conn(dsn, write=True, conn=conn) as ledger:
+        assert ledger is not None
+        row = ledger.execute(INSERT_RUN_SQL, params).fetchone()
     assert row is not None
     return int(row["id"])
 

@@ -64,7 +64,8 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     """Report installed versions and the checkpoint-postgres migrations.
 
     Args:
-        request: Ignored (``{}``).
+        request: ``{}``, or ``{"user_canaries": "module:attr"}`` to load those
+            canaries too (their names come back as ``user_canaries``).
 
     Returns:
         ``versions`` (distribution -> version or None, plus ``python``),
@@ -75,8 +76,8 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
 
     Raises:
         ImportError: langgraph, its Postgres saver or psycopg cannot be imported.
+        CanaryConfigError: The user canaries named do not load.
     """
-    del request
     # The import check: fail loudly if any of these is broken in this env.
     import langgraph.checkpoint.postgres  # noqa: F401
     import langgraph.graph  # noqa: F401
@@ -93,7 +94,13 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
             "this checkpoint-postgres has no MIGRATIONS and no checkpoint_migrations "
             "ledger; setup() only runs CREATE TABLE IF NOT EXISTS (see setup_sql)"
         )
+    user: list[str] | None = None
+    if request.get("user_canaries"):
+        from migrator.worker.canaries import load_user_canaries
+
+        user = [str(c.name) for c in load_user_canaries(str(request["user_canaries"]))]
     return {
+        "user_canaries": user,
         "versions": versions,
         "migrations": migrations,
         "migrations_source": source,

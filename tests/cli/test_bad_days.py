@@ -110,3 +110,170 @@ def test_raiseerr_never_changes_the_exit_code(tmp_path: Path, args: list[str], c
     assert traced.stderr.strip().splitlines()[-1] == plain.stderr.strip().splitlines()[-1]
     assert SECRET not in traced.stderr + traced.stdout
     assert not (tmp_path / "b").exists()
+
+
+# ------------------------------------------------- 6, 8, 9: canaries and the ledger
+
+
+@pytest.fixture(scope="module")
+def seeded_template(pg_default: Any) -> Any:
+    """A database set up by the current version with the built-in canaries seeded."""
+    from migrator import envs
+    from migrator.postgres import scratch_database
+
+    env = envs.ensure_env(envs.parse_version_set("current"))
+    with scratch_database(pg_default) as dsn:
+        envs.run_worker(env, "setup", {"dsn": dsn}, timeout=300)
+        proc = run_cli("canary", "seed", "--dsn", dsn, "--with", "current", "-q")
+        assert proc.returncode == 0, proc.stderr
+        yield dsn
+
+
+@pytest.fixture
+def seeded(pg_default: Any, seeded_template: str) -> Any:
+    """A fresh copy of ``seeded_template``."""
+    import uuid
+
+    from migrator.postgres.dsn import with_dbname
+
+    name = f"test_{uuid.uuid4().hex}"
+    template = psycopg.conninfo.conninfo_to_dict(seeded_template)["dbname"]
+    with psycopg.connect(pg_default.dsn, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(str(template))
+            )
+        )
+    try:
+        yield with_dbname(pg_default.dsn, name)
+    finally:
+        with psycopg.connect(pg_default.dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _execute(dsn: str, *statements: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def app_dir(tmp_path: Path) -> Path:
+    """An app checkout with canary modules that fail in each way."""
+    (tmp_path / "broken_canaries.py").write_text("raise RuntimeError('boom at import')\n")
+    (tmp_path / "empty_canaries.py").write_text("OTHER = []\n")
+    return tmp_path
+
+
+BAD_CANARIES = ["no_such_module:CANARIES", "empty_canaries:CANARIES", "broken_canaries:CANARIES"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", BAD_CANARIES, ids=["missing-module", "no-attribute", "raises"])
+def test_reseed_with_canaries_that_do_not_load_deletes_nothing(
+    seeded: str, app_dir: Path, spec: str
+) -> None:
+    """Issue 12 #6: the canaries load (and seed) before the old canary threads go."""
+    before = db_state(seeded)
+    proc = run_cli(
+        "canary", "seed", "--dsn", with_password(seeded), "--with", "current",
+        "--reseed", "--canaries", spec, "-q", cwd=app_dir,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "canaries could not be loaded" in error_line(proc)
+    assert db_state(seeded) == before
+
+
+@pytest.mark.slow
+def test_reseed_with_a_damaged_ledger_deletes_nothing(seeded: str) -> None:
+    """Issue 12 #6 and #8: a damaged ledger is found before anything is deleted."""
+    _execute(seeded, "ALTER TABLE langgraph_migrator.goldens DROP COLUMN versions")
+    before = db_state(seeded)
+    proc = run_cli(
+        "canary", "seed", "--dsn", with_password(seeded), "--with", "current", "--reseed", "-q"
+    )
+    assert proc.returncode == 3, proc.stderr
+    line = error_line(proc)
+    assert "the ledger is damaged" in line and "goldens.versions" in line
+    assert "Hint:" in line and "RENAME TO" in line
+    assert db_state(seeded) == before
+
+
+@pytest.mark.slow
+def test_reseed_replaces_the_canaries_in_one_transaction(seeded: str) -> None:
+    """Issue 12 #6: the new canary rows come in with the old ones' delete; no shadow stays."""
+    before = db_state(seeded)
+    proc = run_cli("canary", "seed", "--dsn", seeded, "--with", "current", "--reseed", "-q")
+    assert proc.returncode == 0, proc.stderr
+    after = db_state(seeded)
+    assert after.keys() == before.keys()  # no seeding schema left behind
+    for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes"):
+        assert after[f"public.{table}"][2][0] == before[f"public.{table}"][2][0]
+    proc = run_cli("verify", "--dsn", seeded, "-q")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "ALTER TABLE langgraph_migrator.goldens DROP COLUMN snapshot",
+        "ALTER TABLE langgraph_migrator.canaries DROP COLUMN user_canaries",
+        "ALTER TABLE langgraph_migrator.migrator_ledger_version RENAME COLUMN version_num TO v",
+    ],
+    ids=["golden-column", "canary-column", "version-table"],
+)
+def test_verify_with_a_damaged_ledger_exits_3_with_the_fix(seeded: str, damage: str) -> None:
+    """Issue 12 #8: not exit 70 with UndefinedColumn."""
+    _execute(seeded, damage)
+    before = db_state(seeded)
+    proc = run_cli("verify", "--dsn", with_password(seeded), "-q")
+    assert proc.returncode == 3, proc.stderr
+    line = error_line(proc)
+    assert "the ledger is damaged" in line and "Hint:" in line and "--reseed" in line
+    assert "Traceback" not in proc.stderr
+    assert db_state(seeded) == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", BAD_CANARIES, ids=["missing-module", "no-attribute", "raises"])
+def test_verify_with_canaries_that_do_not_load_exits_2_without_drift(
+    seeded: str, app_dir: Path, spec: str
+) -> None:
+    """Issue 12 #9: a configuration error, not 20 breaking differences."""
+    before = db_state(seeded)
+    proc = run_cli("verify", "--dsn", with_password(seeded), "--canaries", spec, "-q", cwd=app_dir)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "canaries could not be loaded" in error_line(proc)
+    assert "breaking" not in proc.stdout
+    assert db_state(seeded) == before
+
+
+# ------------------------------------------------------------- 16: read-only session
+
+
+@pytest.fixture
+def set_up(pg_default: Any) -> Any:
+    """A fresh database with the current version's checkpoint tables and no ledger."""
+    from migrator import envs
+    from migrator.postgres import scratch_database
+
+    env = envs.ensure_env(envs.parse_version_set("current"))
+    with scratch_database(pg_default) as dsn:
+        envs.run_worker(env, "setup", {"dsn": dsn}, timeout=300)
+        yield dsn
+
+
+@pytest.mark.slow
+def test_a_read_only_session_is_told_so(set_up: str) -> None:
+    """Issue 12 #16: not "the role needs CREATE on the database"."""
+    before = db_state(set_up)
+    read_only = psycopg.conninfo.make_conninfo(
+        with_password(set_up), options="-c default_transaction_read_only=on"
+    )
+    proc = run_cli("canary", "seed", "--dsn", read_only, "--with", "current", "-q")
+    assert proc.returncode == 3, proc.stderr
+    line = error_line(proc)
+    assert "read-only" in line.partition("Hint:")[2], line
+    assert "needs CREATE" not in line
+    assert db_state(set_up) == before

@@ -150,7 +150,7 @@ def load_user_canaries(spec: str) -> list[Any]:
         )
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
+    except Exception as exc:  # noqa: BLE001 - ImportError, or the module's own code failing
         raise CanaryConfigError(
             f"Cannot import user canary module {module_name!r}: {type(exc).__name__}: {exc}.",
             hint="Install the app's package into the version environment or fix the name.",

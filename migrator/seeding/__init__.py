@@ -1,12 +1,15 @@
 """``canary seed``: seed canary threads into a real database under the version the app runs.
 
 Flow: refuse unless the checkpoint tables exist (the tool never runs a
-``setup()`` the app did not ask for) → take the migrator lock → refuse to seed
-over existing canary threads unless ``reseed`` (which deletes only those
-threads' rows) → upgrade the ledger → worker op ``seed`` in the app's version
-env → worker op ``snapshot`` in the same env (the goldens) → store canaries and
-goldens in the ledger. ``verify`` later compares what a newer version reads
-with these goldens, without any old environment.
+``setup()`` the app did not ask for) and the ledger is whole → take the migrator
+lock → refuse to seed over existing canary threads unless ``reseed`` → upgrade the
+ledger → worker op ``seed`` in the app's version env, into empty copies of the
+checkpoint tables in a shadow schema (:mod:`migrator.seeding.shadow`) → worker op
+``snapshot`` of that copy (the goldens) → one transaction: delete the old canary
+threads' rows (``reseed``, only those threads), copy the new ones in, replace their
+ledger rows, record the run. Nothing is deleted before everything that could fail
+has run. ``verify`` later compares what a newer version reads with these goldens,
+without any old environment.
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ import psycopg
 from migrator import envs, ledger
 from migrator.errors import ConfigError, WorkerError
 from migrator.gate import seed_check
+from migrator.ledger.health import check_ledger
 from migrator.lock import advisory_lock
 from migrator.postgres.dsn import connect, redact_dsn
 from migrator.report import Check, Report
+from migrator.seeding.shadow import Shadow, replace_threads, shadow_tables
 
 Progress = Callable[[str], None]
 
@@ -34,11 +39,8 @@ CHECKPOINT_LEDGER_SQL = "SELECT max(v) FROM checkpoint_migrations"
 EXISTING_THREADS_SQL = (
     "SELECT DISTINCT thread_id FROM checkpoints WHERE thread_id = ANY(%s) ORDER BY thread_id"
 )
-DELETE_THREAD_ROWS_SQL = (
-    "DELETE FROM checkpoint_writes WHERE thread_id = ANY(%s)",
-    "DELETE FROM checkpoint_blobs WHERE thread_id = ANY(%s)",
-    "DELETE FROM checkpoints WHERE thread_id = ANY(%s)",
-)
+#: Worker error kinds that mean the canaries named do not load (exit 2, nothing written).
+CANARY_CONFIG_KINDS = frozenset({"CanaryConfigError", "ModuleNotFoundError", "ImportError"})
 
 
 def _quiet(_: str) -> None:
@@ -139,12 +141,19 @@ def _existing(dsn: str, thread_ids: Sequence[str]) -> list[str]:
         return [str(r[0]) for r in conn.execute(EXISTING_THREADS_SQL, (list(thread_ids),))]
 
 
-def _delete_threads(dsn: str, thread_ids: Sequence[str]) -> None:
-    """Delete only these threads' checkpoint rows, in one transaction, and their ledger rows."""
-    with connect(dsn) as conn, conn.transaction():
-        for statement in DELETE_THREAD_ROWS_SQL:
-            conn.execute(statement, (list(thread_ids),))
-    ledger.forget_threads(dsn, thread_ids)
+def canary_config_error(exc: WorkerError) -> ConfigError | None:
+    """The configuration error (exit 2) a worker failure means, when the canaries do not load.
+
+    Args:
+        exc: What a worker op that loads canaries raised.
+    """
+    if exc.kind not in CANARY_CONFIG_KINDS:
+        return None
+    return ConfigError(
+        f"canaries could not be loaded: {exc.message}",
+        hint="fix --canaries MODULE:ATTR (a module importable from the app's checkout, "
+        "and a list of canary objects in it)",
+    )
 
 
 def seed_canaries(
@@ -179,10 +188,10 @@ def seed_canaries(
         LockTimeoutError: Another migrator holds the lock (exit 4).
         EnvironmentProblem: Database or worker failures (exit 3).
     """
-    timings: dict[str, float] = {}
     started = time.time()
     extra = worker_env(user_canaries)
     db_version = _check_tables(dsn)
+    check_ledger(dsn)
     progress(f"reading {env.label}")
     info = envs.run_worker(env, "info", {}, timeout=timeout)
     note = _check_era(dsn, db_version, info, env.label)
@@ -198,70 +207,95 @@ def seed_canaries(
                 "these threads' rows and seed again",
             )
         ledger.upgrade_ledger(dsn)
-        if existing:
-            progress(f"deleting {len(existing)} existing canary thread(s)")
-            _delete_threads(dsn, existing)
-        progress(f"seeding canaries under {env.label}")
-        t0 = time.perf_counter()
-        try:
-            seeded = envs.run_worker(
-                env,
-                "seed",
-                {"dsn": dsn, "canaries": names, "user_canaries": user_canaries},
-                timeout=timeout,
-                extra_env=extra,
+        with shadow_tables(dsn) as shadow:
+            seeded, golden, timings = _seed_in_shadow(
+                env, shadow, names, user_canaries, timeout, extra, progress
             )
-        except WorkerError as exc:
-            if exc.kind in ("CanaryConfigError", "ModuleNotFoundError", "ImportError"):
-                raise ConfigError(f"canaries could not be loaded: {exc.message}") from exc
-            raise
-        timings["seed"] = time.perf_counter() - t0
-        threads = [t for t in seeded["threads"] if t["status"] == "seeded"]
-        progress(f"snapshot (golden) under {env.label}")
-        t0 = time.perf_counter()
-        golden = envs.run_worker(
-            env,
-            "snapshot",
-            {
-                "dsn": dsn,
-                "threads": [{"thread_id": t["thread_id"], "canary": t["canary"]} for t in threads],
-                "user_canaries": user_canaries,
-            },
-            timeout=timeout,
-            extra_env=extra,
-        )
-        timings["golden"] = time.perf_counter() - t0
-        checks = _store(dsn, seeded["threads"], golden, user_canaries)
-        report = Report(
-            command="canary seed",
-            checks=tuple(checks),
-            versions={"seeded_with": golden.get("versions") or seeded.get("versions", {})},
-            timings=timings,
-            notes=(note,) if note else (),
-        )
-        ledger.record_run(
-            dsn,
-            {
-                "command": "canary seed",
-                "from_versions": report.versions["seeded_with"],
-                "verdict": report.verdict,
-                "timings": timings,
-                "started_at": started,
-                "finished_at": time.time(),
-                "details": {"canaries": [c.to_dict() for c in checks], "reseed": reseed},
-            },
-        )
+            report = Report(
+                command="canary seed",
+                checks=tuple(_checks(seeded, golden)),
+                versions={"seeded_with": golden.get("versions") or {}},
+                timings=timings,
+                notes=(note,) if note else (),
+            )
+            progress(
+                f"replacing {len(existing)} canary thread(s) in one transaction"
+                if existing
+                else "storing the canary threads and goldens"
+            )
+            with connect(dsn, autocommit=True) as conn, conn.transaction():
+                _store(dsn, conn, shadow, existing, seeded, golden, user_canaries)
+                ledger.record_run(
+                    dsn,
+                    {
+                        "command": "canary seed",
+                        "from_versions": report.versions["seeded_with"],
+                        "verdict": report.verdict,
+                        "timings": dict(report.timings),
+                        "started_at": started,
+                        "finished_at": time.time(),
+                        "details": {
+                            "canaries": [c.to_dict() for c in report.checks],
+                            "reseed": reseed,
+                        },
+                    },
+                    conn=conn,
+                )
     return report
 
 
-def _store(
-    dsn: str,
-    seeded: Sequence[Mapping[str, Any]],
-    golden: Mapping[str, Any],
+def _seed_in_shadow(
+    env: envs.VersionEnv,
+    shadow: Shadow,
+    names: list[str] | None,
     user_canaries: str | None,
-) -> list[Check]:
-    """Record each seeded canary and its golden; one ``seed`` and ``golden`` check each."""
-    versions = dict(golden.get("versions") or {})
+    timeout: float,
+    extra: dict[str, str] | None,
+    progress: Progress,
+) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, float]]:
+    """Seed into ``shadow`` and read the goldens there; the live tables are not touched.
+
+    Returns:
+        The seed op's threads, the golden snapshot, and the timings.
+    """
+    timings: dict[str, float] = {}
+    progress(f"seeding canaries under {env.label} (into {shadow.schema})")
+    t0 = time.perf_counter()
+    try:
+        seeded = envs.run_worker(
+            env,
+            "seed",
+            {"dsn": shadow.dsn, "canaries": names, "user_canaries": user_canaries},
+            timeout=timeout,
+            extra_env=extra,
+        )
+    except WorkerError as exc:
+        config = canary_config_error(exc)
+        if config is not None:
+            raise config from exc
+        raise
+    timings["seed"] = time.perf_counter() - t0
+    threads = [t for t in seeded["threads"] if t["status"] == "seeded"]
+    progress(f"snapshot (golden) under {env.label}")
+    t0 = time.perf_counter()
+    golden = envs.run_worker(
+        env,
+        "snapshot",
+        {
+            "dsn": shadow.dsn,
+            "threads": [{"thread_id": t["thread_id"], "canary": t["canary"]} for t in threads],
+            "user_canaries": user_canaries,
+        },
+        timeout=timeout,
+        extra_env=extra,
+    )
+    timings["golden"] = time.perf_counter() - t0
+    golden.setdefault("versions", seeded.get("versions") or {})
+    return list(seeded["threads"]), golden, timings
+
+
+def _checks(seeded: Sequence[Mapping[str, Any]], golden: Mapping[str, Any]) -> list[Check]:
+    """One ``seed`` and (when seeded) one ``golden`` check per canary."""
     checks: list[Check] = []
     for t in seeded:
         checks.append(seed_check(t))
@@ -278,15 +312,6 @@ def _store(
                 )
             )
             continue
-        ledger.record_canary(
-            dsn,
-            t["thread_id"],
-            t["canary"],
-            versions,
-            user_canaries=user_canaries,
-            trace=t.get("trace"),
-        )
-        ledger.save_golden(dsn, t["thread_id"], t["canary"], entry, versions)
         n = len(entry.get("checkpoints") or [])
         checks.append(
             Check(
@@ -297,3 +322,36 @@ def _store(
             )
         )
     return checks
+
+
+def _store(
+    dsn: str,
+    conn: psycopg.Connection[Any],
+    shadow: Shadow,
+    existing: Sequence[str],
+    seeded: Sequence[Mapping[str, Any]],
+    golden: Mapping[str, Any],
+    user_canaries: str | None,
+) -> None:
+    """In ``conn``'s transaction: the old canary threads' rows and ledger rows go, the
+    seeded threads' rows come in from ``shadow``, each good golden is stored."""
+    versions = dict(golden.get("versions") or {})
+    new = [t["thread_id"] for t in seeded if t["status"] == "seeded"]
+    replace_threads(conn, shadow, existing, new)
+    ledger.forget_threads(dsn, sorted({*existing, *new}), conn=conn)
+    for t in seeded:
+        if t["status"] != "seeded":
+            continue
+        entry = golden.get("threads", {}).get(t["thread_id"]) or {}
+        if entry.get("error"):
+            continue
+        ledger.record_canary(
+            dsn,
+            t["thread_id"],
+            t["canary"],
+            versions,
+            user_canaries=user_canaries,
+            trace=t.get("trace"),
+            conn=conn,
+        )
+        ledger.save_golden(dsn, t["thread_id"], t["canary"], entry, versions, conn=conn)
