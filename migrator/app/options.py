@@ -13,11 +13,11 @@ from migrator.app.profile import load_profile, use_profile
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_FLAGS = ("app_paths", "app_graphs", "app_serde", "app_thread_graph")
+_FLAGS = ("app_paths", "app_graphs", "app_serde", "app_thread_graph", "app_key_env")
 
 
 def app_options(fn: F) -> F:
-    """Add ``--app-path``, ``--graph``, ``--serde``, ``--thread-graph`` to a command.
+    """Add ``--app-path``, ``--graph``, ``--serde``, ``--thread-graph``, ``--key-env``.
 
     The command body runs with the resulting profile active
     (:func:`migrator.app.profile.use_profile`): every worker it starts, in every
@@ -32,11 +32,21 @@ def app_options(fn: F) -> F:
             graphs=values["app_graphs"],
             serde=values["app_serde"],
             thread_graph=values["app_thread_graph"],
+            key_env=values["app_key_env"],
         )
+        profile.check_key_env()
         with use_profile(None if profile.empty else profile):
             return fn(*args, **kwargs)
 
     decorators = [
+        click.option(
+            "--key-env",
+            "app_key_env",
+            default=None,
+            metavar="VAR",
+            help="The environment variable your encrypting serde reads its key from "
+            "(e.g. LANGGRAPH_AES_KEY); checked before anything runs.",
+        ),
         click.option(
             "--thread-graph",
             "app_thread_graph",

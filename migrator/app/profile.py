@@ -16,11 +16,17 @@ Keys::
     serde = "shop.persistence:make_serde"    # optional
     thread_graph = "shop.routing:graph_of"   # optional f(thread_id, metadata)
     requirements = ["pydantic>=2"]       # or "requirements-app.txt"
+    key_env = "LANGGRAPH_AES_KEY"        # optional: the variable an encrypting serde reads
+
+``key_env`` names the environment variable the app's encrypting serializer takes
+its key from (``docs/encrypted-checkpoints.md``): commands check it is set before
+they start, and a key that does not decrypt the stored rows is reported naming it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import tomllib
@@ -34,7 +40,10 @@ from migrator.errors import ConfigError
 
 APP_TABLE = "app"
 WORKER_ENV_VAR = "LANGGRAPH_MIGRATOR_WORKER_APP"
-_KEYS = frozenset({"paths", "graphs", "serde", "thread_graph", "requirements"})
+_KEYS = frozenset({"paths", "graphs", "serde", "thread_graph", "requirements", "key_env"})
+#: Worker environment variable naming ``key_env`` (:mod:`migrator.worker.cipher`).
+WORKER_KEY_ENV_VAR = "LANGGRAPH_MIGRATOR_WORKER_KEY_ENV"
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _GRAPH_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -53,6 +62,8 @@ class AppProfile:
             graph name, or None.
         requirements: The app's own packages, installed into version
             environments built from a bare spec.
+        key_env: The environment variable the app's encrypting serializer
+            reads its key from, or None.
     """
 
     source: Path | None = None
@@ -61,6 +72,7 @@ class AppProfile:
     serde: str | None = None
     thread_graph: str | None = None
     requirements: tuple[str, ...] = ()
+    key_env: str | None = None
 
     @property
     def empty(self) -> bool:
@@ -76,14 +88,31 @@ class AppProfile:
             "serde": self.serde,
             "thread_graph": self.thread_graph,
             "requirements": list(self.requirements),
+            "key_env": self.key_env,
         }
 
     def worker_env(self) -> dict[str, str]:
         """The environment variable that carries the profile to a worker."""
         if self.empty:
             return {}
-        data = {k: v for k, v in self.to_dict().items() if k not in ("source", "requirements")}
-        return {WORKER_ENV_VAR: json.dumps(data, sort_keys=True)}
+        skip = ("source", "requirements", "key_env")
+        data = {k: v for k, v in self.to_dict().items() if k not in skip}
+        out = {WORKER_ENV_VAR: json.dumps(data, sort_keys=True)}
+        if self.key_env:
+            out[WORKER_KEY_ENV_VAR] = self.key_env
+        return out
+
+    def check_key_env(self) -> None:
+        """Raise when the app's key variable is named but not set (before any worker runs).
+
+        Raises:
+            ConfigError: ``key_env`` is not set in this environment (exit 2).
+        """
+        if self.key_env and not os.environ.get(self.key_env):
+            raise ConfigError(
+                f"the app's serializer takes its key from {self.key_env}, which is not set.",
+                hint=f"export {self.key_env} with the key the checkpoints were written with",
+            )
 
     def describe(self) -> str:
         """One line for progress output and reports."""
@@ -202,6 +231,7 @@ def load_profile(
     graphs: Iterable[str] = (),
     serde: str | None = None,
     thread_graph: str | None = None,
+    key_env: str | None = None,
 ) -> AppProfile:
     """The app profile: the pyproject's table, with flags taking precedence.
 
@@ -212,6 +242,7 @@ def load_profile(
         graphs: ``--graph`` values (added to / replacing the file's graphs by name).
         serde: ``--serde``.
         thread_graph: ``--thread-graph``.
+        key_env: ``--key-env``.
 
     Raises:
         ConfigError: an unknown key, a value of the wrong shape, a path that is
@@ -256,7 +287,21 @@ def load_profile(
             if "requirements" in table
             else ()
         ),
+        key_env=_key_env(key_env, table, source),
     )
+
+
+def _key_env(flag: str | None, table: Mapping[str, Any], source: Path | None) -> str | None:
+    value = flag or table.get("key_env")
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not _ENV_NAME.match(value):
+        raise ConfigError(
+            f"{_where(source, 'key_env') if not flag else '--key-env'}: {value!r} is not "
+            "an environment variable name.",
+            hint='key_env = "LANGGRAPH_AES_KEY"',
+        )
+    return value
 
 
 def _override(

@@ -93,7 +93,12 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 #: How often a worker with a ``cancel`` event or an ``idle`` clock checks them (seconds).
 CANCEL_POLL_S = 0.2
 #: Worker error kinds that mean "the app's code does not load there" (exit 2).
-APP_KINDS = frozenset({"AppConfigError", "UndecodableValueError"})
+APP_KINDS = frozenset({"AppConfigError", "UndecodableValueError", "CipherKeyError"})
+#: Encrypted values that do not decrypt (wrong or missing key, no cipher): exit 2.
+KEY_HINT = (
+    "set the variable named above to the key the checkpoints were written with, and "
+    "name the app's encrypting serializer (serde in [tool.langgraph-migrator.app] or --serde)"
+)
 APP_HINT = (
     "put the app's import roots and graphs in [tool.langgraph-migrator.app] of its "
     "pyproject.toml (or pass --app-path DIR / --graph NAME=MODULE:ATTR), and make its "
@@ -263,7 +268,7 @@ def run_worker(
             f"worker op {op} failed {where}: {kind}: {message}",
             stderr=details,
             kind=kind,
-            hint=APP_HINT,
+            hint=KEY_HINT if kind == "CipherKeyError" else APP_HINT,
         )
     raise WorkerError(
         f"worker op {op} failed {where}: {kind}: {message}", stderr=details, kind=kind

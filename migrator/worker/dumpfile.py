@@ -4,7 +4,9 @@ Written by the dump op (:class:`GzipLines`, compressing in a thread of its own)
 and read by the restore op (:func:`read_dump`, :func:`by_thread`). The host has
 checked the file's sha256 and its manifest; what is read here is still checked
 as it streams: the header's format, contiguous threads, the trailer's counts
-(:class:`DumpFormatError` otherwise).
+(:class:`DumpFormatError` otherwise). A dump of an encrypted database is
+encrypted with the app's cipher (:mod:`migrator.worker.cipher`): it never holds
+a value in plaintext.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from migrator.worker.cipher import MAGIC, DecryptingReader, EncryptingWriter, encrypted_file
 from migrator.worker.privatefiles import open_private
 
 DUMP_FORMAT = "langgraph-migrator/dump@2"
@@ -48,15 +51,19 @@ class _Window(io.RawIOBase):
 
 
 @contextmanager
-def _open_text(path: str, offset: int, length: int | None) -> Iterator[Any]:
-    """The dump's text: the whole file, or the gzip member at ``offset`` (``length`` bytes)."""
-    if length is None:
-        with gzip.open(path, "rt", encoding="utf-8") as fh:
-            yield fh
-        return
+def _open_text(path: str, offset: int, length: int | None, cipher: Any = None) -> Iterator[Any]:
+    """The dump's text: the whole file, or the gzip member at ``offset`` (``length`` bytes).
+
+    A part written encrypted (:class:`~migrator.worker.cipher.EncryptingWriter`)
+    is decrypted with ``cipher`` on the way.
+    """
     with open(path, "rb") as raw:
         raw.seek(offset)
-        window = io.BufferedReader(_Window(raw, length), 1 << 20)
+        if length is None:
+            length = os.fstat(raw.fileno()).st_size - offset
+        window: Any = io.BufferedReader(_Window(raw, length), 1 << 20)
+        if encrypted_file(window.peek(len(MAGIC))):
+            window = io.BufferedReader(DecryptingReader(window, cipher), 1 << 20)
         with gzip.GzipFile(fileobj=window) as gz, io.TextIOWrapper(gz, encoding="utf-8") as fh:
             yield fh
 
@@ -81,7 +88,9 @@ def _json_loads() -> Callable[[str], Any]:
     return loads
 
 
-def read_dump(path: str, offset: int = 0, length: int | None = None) -> Iterator[dict[str, Any]]:
+def read_dump(
+    path: str, offset: int = 0, length: int | None = None, *, cipher: Any = None
+) -> Iterator[dict[str, Any]]:
     """Raw records of a dump (``blob`` and ``checkpoint``), header and trailer checked.
 
     Args:
@@ -89,6 +98,7 @@ def read_dump(path: str, offset: int = 0, length: int | None = None) -> Iterator
         offset: Where the part to read starts (a dump made with ``--jobs`` has
             one gzip member per part; the manifest lists them).
         length: The part's length in bytes (None: the whole file, one part).
+        cipher: The app's cipher, for a dump written encrypted.
 
     Raises:
         DumpFormatError: not gzip/JSON lines, unknown format or record kind, blob
@@ -99,7 +109,7 @@ def read_dump(path: str, offset: int = 0, length: int | None = None) -> Iterator
     ended = False
     loads = _json_loads()
     try:
-        with _open_text(path, offset, length) as fh:
+        with _open_text(path, offset, length, cipher) as fh:
             first = json.loads(fh.readline() or "null")
             if not isinstance(first, dict) or first.get("format") not in READABLE_FORMATS:
                 raise DumpFormatError(f"not a {DUMP_FORMAT} file")
@@ -158,13 +168,17 @@ class GzipLines:
     overlaps the encoding, and a few large writes cost less than many small ones.
     """
 
-    def __init__(self, path: str, compresslevel: int, chunk: int = 1 << 20) -> None:
+    def __init__(
+        self, path: str, compresslevel: int, chunk: int = 1 << 20, *, cipher: Any = None
+    ) -> None:
         # Owner-only (it holds state values); the gzip header names ``path`` as
-        # ``gzip.open(path)`` would.
+        # ``gzip.open(path)`` would. With the app's ``cipher`` (an encrypted
+        # database), the compressed stream is encrypted in frames as it is written.
         self._raw = open_private(path, "wb")
+        self._sink: Any = self._raw if cipher is None else EncryptingWriter(self._raw, cipher)
         try:
             self._file = gzip.GzipFile(
-                filename=path, mode="wb", compresslevel=compresslevel, fileobj=self._raw
+                filename=path, mode="wb", compresslevel=compresslevel, fileobj=self._sink
             )
         except BaseException:
             self._raw.close()
@@ -215,6 +229,8 @@ class GzipLines:
             self._thread.join()
             try:
                 self._file.close()
+                if self._sink is not self._raw:
+                    self._sink.close()  # its last frame
             finally:
                 self._raw.close()
         if self._error is not None and exc_info[0] is None:

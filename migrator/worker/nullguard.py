@@ -11,8 +11,10 @@ that each one imports here. One that does not raises
 :class:`UndecodableValueError` naming the class, so the reading op records an
 error at that value (thread, checkpoint, channel) instead of a ``None``.
 
-Encrypted rows (``msgpack+aes``) are decrypted by the app's serializer itself;
-their contents are not pre-scanned here.
+Encrypted rows (``msgpack+aes``) are decrypted here with the app serializer's
+cipher (:mod:`migrator.worker.cipher`), the plaintext is checked the same way,
+and handed to the serializer's own inner serializer; a row that does not decrypt
+(wrong key, no cipher) raises :class:`~migrator.worker.cipher.CipherKeyError`.
 
 Stdlib + (or)msgpack only; runs in every version environment.
 """
@@ -23,6 +25,8 @@ import importlib
 import json
 from collections.abc import Callable
 from typing import Any
+
+from migrator.worker.cipher import cipher_of, decrypt
 
 #: msgpack ext codes of langgraph's serializer that name a (module, class):
 #: constructor with one arg, positional args, keyword args, a class method,
@@ -107,9 +111,21 @@ class GuardedSerde:
             UndecodableValueError: a named class cannot be imported here.
         """
         type_, payload = data
+        if payload is not None and "+" in type_:
+            return self._loads_encrypted(type_, payload)
         if payload is not None and type_ in ("msgpack", "json"):
             self.check(type_, payload)
         return self.inner.loads_typed(data)
+
+    def _loads_encrypted(self, type_: str, payload: Any) -> Any:
+        """Decrypt with the inner serializer's cipher, check, load with its own serializer."""
+        base, plain = decrypt(cipher_of(self.inner), type_, bytes(payload))
+        if base in ("msgpack", "json"):
+            self.check(base, plain)
+        plain_serde = getattr(self.inner, "serde", None)
+        if plain_serde is not None and hasattr(plain_serde, "loads_typed"):
+            return plain_serde.loads_typed((base, plain))
+        return self.inner.loads_typed((type_, payload))  # a cipher wrapper of its own making
 
     def check(self, type_: str, payload: Any) -> None:
         """Raise when ``payload`` names a class this environment cannot import."""

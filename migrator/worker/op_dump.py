@@ -25,7 +25,8 @@ named in a tag) and the file's sha256.
 
 Threads are read a few ahead on ``READERS`` connections, each in its own
 thread, while the main thread encodes (collecting the type inventory as it
-goes); a third thread compresses.
+goes); a third thread compresses. When the app's serializer encrypts, the
+file is encrypted with its cipher (:mod:`migrator.worker.cipher`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from migrator.worker import compat, faults
+from migrator.worker.cipher import cipher_of
 from migrator.worker.dumpencode import (
     DumpEncoder,
     Known,
@@ -474,11 +476,12 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         meter.total(len(thread_ids))
         # From here on each connection serves one reader thread only.
         readers = [(make_saver(conn), conn) for conn in conns]
+        cipher = cipher_of(readers[0][0].serde)  # an encrypted database: an encrypted dump
         reads = stack.enter_context(
             contextlib.closing(_read_ahead(readers, thread_ids, has_task_path, READ_AHEAD))
         )
         try:
-            with GzipLines(tmp, compresslevel=COMPRESSLEVEL) as out:
+            with GzipLines(tmp, compresslevel=COMPRESSLEVEL, cipher=cipher) as out:
                 header = {"kind": "header", "format": DUMP_FORMAT, "versions": versions}
                 out.write(json.dumps(header, ensure_ascii=False) + "\n")
                 for thread_id, namespaces in reads:
@@ -505,4 +508,5 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         "errors": tally.errors,
         "shard": request.get("shard"),
         "versions": versions,
+        "encrypted": cipher is not None,
     }

@@ -53,6 +53,7 @@ from typing import Any
 from migrator.worker import app as worker_app
 from migrator.worker import compat, faults
 from migrator.worker.bulkwrite import BulkWriter, write_record
+from migrator.worker.cipher import app_cipher
 from migrator.worker.decode import Decoder, DisallowedTypeError, decode_record, split_blobs
 from migrator.worker.dumpfile import DumpFormatError, by_thread, read_dump
 from migrator.worker.encode import encode
@@ -255,7 +256,10 @@ def _run(request: dict[str, Any]) -> dict[str, Any]:
 
     def _prepared() -> Iterator[PreparedThread]:
         stream = read_dump(
-            str(request["path"]), int(request.get("offset") or 0), request.get("length")
+            str(request["path"]),
+            int(request.get("offset") or 0),
+            request.get("length"),
+            cipher=app_cipher(),
         )
         for raw_thread in by_thread(stream):
             decoder.seen.clear()

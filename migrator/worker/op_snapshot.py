@@ -31,6 +31,8 @@ from importlib import metadata
 from typing import Any
 
 from migrator.worker import app as worker_app
+from migrator.worker import strict
+from migrator.worker.cipher import CipherKeyError
 from migrator.worker.encode import encode, error_entry
 from migrator.worker.saver import make_saver, open_connection
 
@@ -84,13 +86,46 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     include_history = bool(request.get("include_history", True))
     user_canaries = request.get("user_canaries")
     threads: dict[str, Any] = {}
-    with open_connection(request["dsn"]) as conn:
-        saver = make_saver(conn)
-        for thread_id, canary in _requested_threads(conn, request.get("threads")):
-            threads[thread_id] = _snapshot_thread(
-                conn, saver, thread_id, canary, user_canaries, include_history
-            )
-    return {"format": FORMAT, "versions": _versions(), "threads": threads}
+    events = strict.EventCounter()
+    hooks = events.install()
+    try:
+        with open_connection(request["dsn"]) as conn:
+            saver = make_saver(conn)
+            for thread_id, canary in _requested_threads(conn, request.get("threads")):
+                events.current = thread_id
+                threads[thread_id] = _snapshot_thread(
+                    conn, saver, thread_id, canary, user_canaries, include_history
+                )
+    finally:
+        events.close()
+    _raise_key_errors(threads)
+    result: dict[str, Any] = {"format": FORMAT, "versions": _versions(), "threads": threads}
+    if strict.settings() is not None:
+        result["strict"] = {
+            "supported": strict.supported(),
+            "allow": [f"{m}.{n}" for m, n in strict.allowlist()],
+            "events_supported": hooks,
+        }
+    if events.counts:  # beside the threads, not in them: they are not read values
+        result["serde_events"] = {
+            t: dict(sorted(c.items())) for t, c in sorted(events.counts.items()) if t in threads
+        }
+    return result
+
+
+def _raise_key_errors(value: Any) -> None:
+    """Fail the op on the first value that did not decrypt: a wrong or missing key is a
+    configuration error, never drift to diff (:class:`CipherKeyError`)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            text = item.get("__error__")
+            if isinstance(text, str) and text.startswith(CipherKeyError.__name__ + ":"):
+                raise CipherKeyError(text.partition(": ")[2])
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 def _versions() -> dict[str, str | None]:

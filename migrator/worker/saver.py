@@ -5,7 +5,11 @@ supported checkpoint-postgres (1.0.0 to the newest) takes a bare connection.
 Every saver a worker op reads through is made by :func:`make_saver`: with the
 app's serializer when the app profile names one (:mod:`migrator.worker.app`),
 and behind :class:`~migrator.worker.nullguard.GuardedSerde`, so a value whose
-class does not import here is an error, never ``None``.
+class does not import here is an error, never ``None``. When that serializer
+encrypts, one stored encrypted row per table must decrypt before the first read
+(:func:`migrator.worker.cipher.check_key`): a wrong key fails the op at once,
+naming the key's variable. Strict-msgpack rehearsal settings
+(:mod:`migrator.worker.strict`) are applied to the serializer here too.
 """
 
 from __future__ import annotations
@@ -35,14 +39,33 @@ def make_saver(conn: Any, *, guarded: bool = True) -> Any:
     """
     from langgraph.checkpoint.postgres import PostgresSaver
 
-    from migrator.worker import app
+    from migrator.worker import app, strict
+    from migrator.worker.cipher import cipher_of
     from migrator.worker.nullguard import guard
 
     serde = app.make_serde()
     saver = PostgresSaver(conn) if serde is None else PostgresSaver(conn, serde=serde)
+    saver.serde = strict.apply(saver.serde)
     if guarded:
         saver.serde = guard(saver.serde)
+        if cipher_of(saver.serde) is not None:
+            _check_key_once(conn, saver.serde)
     return saver
+
+
+_KEYS_CHECKED: set[tuple[str, str, str]] = set()
+
+
+def _check_key_once(conn: Any, serde: Any) -> None:
+    """:func:`~migrator.worker.cipher.check_key` once per database and process."""
+    from migrator.worker.cipher import check_key
+
+    info = conn.info
+    where = (str(info.host), str(info.port), str(info.dbname))
+    if where in _KEYS_CHECKED:
+        return
+    check_key(conn, serde)
+    _KEYS_CHECKED.add(where)
 
 
 @contextmanager

@@ -1,7 +1,7 @@
 """Seed this app's threads into a Postgres database, or resume one of them.
 
-    python -m orderbot.seed DSN [TRACE_FILE]
-    python -m orderbot.seed --resume DSN THREAD [TRACE_FILE]
+    python -m orderbot.seed [--encrypt] [--only T1,T2] DSN [TRACE_FILE]
+    python -m orderbot.seed [--encrypt] --resume DSN THREAD [TRACE_FILE]
 
 Seeding runs ``PostgresSaver.setup()`` and leaves:
 
@@ -14,6 +14,10 @@ Seeding runs ``PostgresSaver.setup()`` and leaves:
 ``ORDERBOT_FAIL_STOCK`` unset. Both print one JSON object on stdout: per thread,
 the graph, the nodes that ran, ``next`` and the status afterwards. ``TRACE_FILE``
 (or ``ORDERBOT_TRACE``) also receives one line per node execution.
+
+``--encrypt`` stores through :func:`orderbot.persistence.encrypted_serde` (key in
+``LANGGRAPH_AES_KEY``); ``--only`` seeds only the named threads, so a database can
+hold plaintext and encrypted threads side by side.
 """
 
 import argparse
@@ -78,12 +82,23 @@ def _run(graph: Any, thread_id: str, payload: Any, *, fail_stock: bool) -> None:
             os.environ[graphs.FAIL_STOCK_ENV] = previous
 
 
-def seed(dsn: str) -> dict[str, Any]:
-    """Run ``setup()`` and seed every thread of :data:`THREADS`."""
+def _use_serde(saver: Any, encrypt: bool) -> Any:
+    if encrypt:
+        from orderbot.persistence import encrypted_serde
+
+        saver.serde = encrypted_serde()
+    return saver
+
+
+def seed(dsn: str, *, encrypt: bool = False, only: list[str] | None = None) -> dict[str, Any]:
+    """Run ``setup()`` and seed every thread of :data:`THREADS` (or those in ``only``)."""
     seeded = []
     with PostgresSaver.from_conn_string(dsn) as saver:
         saver.setup()
+        _use_serde(saver, encrypt)
         for thread_id, (graph_name, payload, fail_stock) in THREADS.items():
+            if only is not None and thread_id not in only:
+                continue
             graph = graphs.GRAPHS[graph_name](saver)
             start = len(graphs.TRACE)
             _run(graph, thread_id, payload, fail_stock=fail_stock)
@@ -91,10 +106,11 @@ def seed(dsn: str) -> dict[str, Any]:
     return {"op": "seed", "threads": seeded}
 
 
-def resume(dsn: str, thread_id: str) -> dict[str, Any]:
+def resume(dsn: str, thread_id: str, *, encrypt: bool = False) -> dict[str, Any]:
     """Continue ``thread_id`` from where it stopped, with the stock service up."""
     graph_name = THREADS[thread_id][0]
     with PostgresSaver.from_conn_string(dsn) as saver:
+        _use_serde(saver, encrypt)
         graph = graphs.GRAPHS[graph_name](saver)
         start = len(graphs.TRACE)
         _run(graph, thread_id, None, fail_stock=False)
@@ -106,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m orderbot.seed", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--resume", action="store_true", help="resume THREAD instead of seeding")
+    parser.add_argument("--encrypt", action="store_true", help="store through encrypted_serde")
+    parser.add_argument("--only", default=None, help="seed only these threads (comma-separated)")
     parser.add_argument("dsn", help="Postgres connection string")
     parser.add_argument("rest", nargs="*", help="[THREAD] [TRACE_FILE]")
     args = parser.parse_args(argv)
@@ -117,7 +135,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("too many arguments")
     if rest:
         os.environ[graphs.TRACE_ENV] = rest[0]
-    result = resume(args.dsn, thread_id) if thread_id else seed(args.dsn)
+    only = [t for t in args.only.split(",") if t] if args.only else None
+    result = (
+        resume(args.dsn, thread_id, encrypt=args.encrypt)
+        if thread_id
+        else seed(args.dsn, encrypt=args.encrypt, only=only)
+    )
     json.dump(result, sys.stdout, sort_keys=True)
     sys.stdout.write("\n")
     return 0
