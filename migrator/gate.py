@@ -265,11 +265,16 @@ def _check(
     policy: Policy,
 ) -> Report:
     call = _worker_caller(settings)
+    extra = _user_code_env(settings)
     with run.step("env_old", f"building old environment {old_vs.label}"):
         old_env = envs.ensure_env(old_vs, progress=run.progress)
+        envs.prestart_worker(old_env, extra_env=extra)  # its imports overlap what follows
     with run.step("env_new", f"building new environment {new_vs.label}"):
         new_env = envs.ensure_env(new_vs, progress=run.progress)
+        envs.prestart_worker(new_env, extra_env=extra)
 
+    # The new version's ops run under --strict-msgpack / --allow-module when rehearsing.
+    call = for_env(call, new_env, _strict_runner(settings))
     main_db = run.create_database()
     main = run.dsn(main_db)
     canary_request = {

@@ -11,6 +11,7 @@ import click
 
 from migrator.cli.output import _remember_secrets, _scrubbed_output
 from migrator.cli.root import EXIT_BUG, cli
+from migrator.envs.forkserver import worker_session
 from migrator.errors import MigratorError, remember_secret, scrub, secret_scope
 
 #: Exit status after SIGTERM (128 + 15, what a shell reports for a terminated job).
@@ -57,7 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     :func:`migrator.errors.scrub`: no password reaches the terminal.
     """
     args = argv if argv is not None else sys.argv[1:]
-    with secret_scope(), _scrubbed_output():
+    # One worker fork server per version environment for the whole command.
+    with secret_scope(), _scrubbed_output(), worker_session():
         _remember_given_secrets(args)
         _main(args, raiseerr="--raiseerr" in args)
 

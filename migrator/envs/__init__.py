@@ -42,6 +42,7 @@ from migrator.envs.workers import (
     APP_HINT,
     APP_KINDS,
     CANCEL_POLL_S,
+    prestart_worker,
     run_worker,
     worker_source_dir,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "parse_spec",
     "parse_version_set",
     "resolve_pins",
+    "prestart_worker",
     "run_worker",
     "versions_toml_text",
     "worker_source_dir",

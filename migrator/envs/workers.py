@@ -14,9 +14,10 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 from migrator.app.profile import AppProfile, active_profile
+from migrator.envs import forkserver
 from migrator.envs.build import cache_dir
 from migrator.envs.versions import _STDERR_TAIL_LINES, VersionEnv
 from migrator.errors import AppCodeError, WorkerError, scrub
@@ -198,6 +199,46 @@ def run_worker(
     """
     where = f"in env {env.label}"
     payload = json.dumps(dict(request or {}), ensure_ascii=False).encode("utf-8")
+    child_env = _child_env(worker_path, extra_env, app)
+    server = forkserver.server_for(env.python, child_env)
+    if server is not None:
+        try:
+            outcome = server.run(op, payload, timeout=timeout, cancel=cancel, idle=idle)
+        except forkserver.ServerUnavailable:
+            pass  # a plain worker process, below
+        except subprocess.TimeoutExpired as exc:
+            _raise_stopped(op, where, timeout, cancel, idle, _tail(str(exc.output or "")))
+        else:
+            return _interpret(op, where, outcome.out, _tail(outcome.stderr), "forked worker")
+    try:
+        proc = subprocess.Popen(
+            [str(env.python), "-m", "migrator.worker", op],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=child_env,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise WorkerError(f"worker op {op} could not start {where}: {exc}", kind="crash") from None
+    try:
+        out, err = _communicate(proc, payload, timeout, cancel, idle)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        out, err = proc.communicate()
+        _raise_stopped(op, where, timeout, cancel, idle, _tail(err.decode("utf-8", "replace")))
+    except BaseException:
+        _kill_group(proc)
+        proc.wait()
+        raise
+    stderr = _tail(err.decode("utf-8", "replace"))
+    return _interpret(op, where, out, stderr, f"exit code {proc.returncode}")
+
+
+def _child_env(
+    worker_path: Path | None, extra_env: Mapping[str, str] | None, app: AppProfile | None
+) -> dict[str, str]:
+    """The worker's environment: ours, the worker code, extra variables, the app profile."""
     child_env = {
         k: v
         for k, v in os.environ.items()
@@ -215,34 +256,40 @@ def run_worker(
     profile = app if app is not None else active_profile()
     if profile is not None:
         child_env.update(profile.worker_env())
-    try:
-        proc = subprocess.Popen(
-            [str(env.python), "-m", "migrator.worker", op],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=child_env,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        raise WorkerError(f"worker op {op} could not start {where}: {exc}", kind="crash") from None
-    try:
-        out, err = _communicate(proc, payload, timeout, cancel, idle)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        out, err = proc.communicate()
-        stderr = _tail(err.decode("utf-8", "replace"))
-        if cancel is not None and cancel.is_set():
-            raise WorkerError(
-                f"worker {op} stopped {where}: cancelled", stderr=stderr, kind="cancelled"
-            ) from None
-        what = f"made no progress for {timeout:g}s" if idle else f"timed out after {timeout:g}s"
-        raise WorkerError(f"worker {op} {what} {where}", stderr=stderr, kind="timeout") from None
-    except BaseException:
-        _kill_group(proc)
-        proc.wait()
-        raise
-    stderr = _tail(err.decode("utf-8", "replace"))
+    return child_env
+
+
+def prestart_worker(
+    env: VersionEnv,
+    *,
+    worker_path: Path | None = None,
+    extra_env: Mapping[str, str] | None = None,
+    app: AppProfile | None = None,
+) -> None:
+    """Start ``env``'s fork server now (inside a worker session), so its imports
+    overlap other work; :func:`run_worker` with the same arguments uses it."""
+    forkserver.server_for(env.python, _child_env(worker_path, extra_env, app))
+
+
+def _raise_stopped(
+    op: str,
+    where: str,
+    timeout: float,
+    cancel: threading.Event | None,
+    idle: Callable[[], float] | None,
+    stderr: str,
+) -> NoReturn:
+    """The worker was killed: cancelled by the caller, or out of time (or progress)."""
+    if cancel is not None and cancel.is_set():
+        raise WorkerError(
+            f"worker {op} stopped {where}: cancelled", stderr=stderr, kind="cancelled"
+        ) from None
+    what = f"made no progress for {timeout:g}s" if idle else f"timed out after {timeout:g}s"
+    raise WorkerError(f"worker {op} {what} {where}", stderr=stderr, kind="timeout") from None
+
+
+def _interpret(op: str, where: str, out: bytes, stderr: str, exit_desc: str) -> dict[str, Any]:
+    """The op's result from the worker's response bytes, or the error it reported."""
     try:
         response = json.loads(out.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
@@ -251,7 +298,7 @@ def run_worker(
         said = "no output" if not out.strip() else "output that is not a JSON response"
         last = stderr.splitlines()[-1] if stderr else ""
         raise WorkerError(
-            f"worker op {op} crashed {where}: exit code {proc.returncode}, {said}"
+            f"worker op {op} crashed {where}: {exit_desc}, {said}"
             + (f"; last stderr line: {_one_line(last, 200)}" if last else ""),
             stderr=stderr,
             kind="crash",

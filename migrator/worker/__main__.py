@@ -59,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         0 when the op succeeded, 1 when it failed (the response says why).
     """
     args = sys.argv[1:] if argv is None else argv
+    if args == ["--serve"]:  # a fork server: one process per op, imports done once
+        from migrator.worker import forkserver
+
+        return forkserver.serve()
     stdin_data = sys.stdin.buffer.read()
     sys.stdout.flush()
     response_fd = os.dup(1)
