@@ -344,54 +344,36 @@ def parse_spec(spec: str, eras: Mapping[str, Era]) -> VersionSet:
     return resolve_pins(pins, eras)
 
 
-def parse_requirements_text(text: str) -> dict[str, str]:
-    """Pins from a requirements file (``uv pip compile`` output, ``pip freeze``) (pure).
+def parse_requirements_text(
+    text: str, *, name: str = "requirements file", base: Path | None = None
+) -> dict[str, str]:
+    """Pins from a requirements file (``uv pip compile`` output, ``pip freeze``).
 
-    Only ``name==version`` lines count; options, comments, ``--hash`` continuations,
-    URLs and editable installs are skipped. A line with an environment marker is
-    kept only when the marker holds for this interpreter (skipped when the marker
-    cannot be evaluated).
+    ``name==version`` lines are the pins. Comments, ``--hash`` continuations, pip's
+    options, URLs, paths and editable installs are skipped, as are other packages'
+    version ranges; a line with an environment marker counts only when the marker
+    holds for this interpreter (skipped when it cannot be evaluated). ``-r FILE``
+    and ``-c FILE`` are followed, relative to ``base``. Anything else is an error
+    naming the line: a file the tool cannot read exactly must not install some
+    other langgraph.
 
     Args:
         text: The file's text.
+        name: The file's name, for messages.
+        base: The directory ``-r``/``-c`` paths are relative to (None: they are refused,
+            the parse stays pure).
 
     Returns:
         Normalized name -> version.
 
     Raises:
-        ConfigError: A package is pinned twice with different versions, or a
-            version is not valid.
+        ConfigError: A line is not a requirement or a known pip option; an included
+            file is missing; a key package is not pinned with ``==``; a package is
+            pinned twice with different versions, or a version is not valid.
     """
-    pins: dict[str, str] = {}
-    logical = re.sub(r"\\\r?\n", " ", text)
-    for raw in logical.splitlines():
-        line = re.sub(r"(^|\s)#.*$", "", raw).strip()
-        if not line or line.startswith("-"):
-            continue
-        line = re.sub(r"\s--hash[= ]\S+", "", line).strip()
-        requirement, _, marker = line.partition(";")
-        if marker.strip() and not _marker_holds(marker.strip()):
-            continue
-        match = _PIN_RE.match(requirement)
-        if not match:
-            continue
-        name, version = normalize_name(match["name"]), match["ver"]
-        _check_version(name, version, "requirements file")
-        if pins.get(name, version) != version:
-            raise ConfigError(f"requirements file pins {name} twice: {pins[name]} and {version}")
-        pins[name] = version
-    return pins
+    from migrator.envs.requirements import parse_requirements
 
-
-def _marker_holds(marker: str) -> bool:
-    try:
-        from packaging.markers import InvalidMarker, Marker
-    except ImportError:  # pragma: no cover - packaging comes with langchain-core
-        return False
-    try:
-        return bool(Marker(marker).evaluate())
-    except InvalidMarker:
-        return False
+    return parse_requirements(text, name=name, base=base)
 
 
 def parse_lock_text(text: str) -> dict[str, str]:
@@ -439,7 +421,11 @@ def _parse_file(path: Path, eras: Mapping[str, Era]) -> VersionSet:
     is_lock = path.name in ("uv.lock", "poetry.lock") or (
         path.suffix == ".toml" and path.name.startswith("pylock")
     )
-    pins = parse_lock_text(text) if is_lock else parse_requirements_text(text)
+    pins = (
+        parse_lock_text(text)
+        if is_lock
+        else parse_requirements_text(text, name=path.name, base=path.parent)
+    )
     if CHECKPOINT_POSTGRES not in pins:
         raise ConfigError(f"{path.name} does not pin {CHECKPOINT_POSTGRES}")
     return resolve_pins(pins, eras, source=f"file:{path.name}", fill=False)

@@ -277,3 +277,27 @@ def test_a_read_only_session_is_told_so(set_up: str) -> None:
     assert "read-only" in line.partition("Hint:")[2], line
     assert "needs CREATE" not in line
     assert db_state(set_up) == before
+
+
+# ------------------------------------------------------ 10: broken requirements file
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        ("garbage line here\n", "reqs.txt line 3: 'garbage line here' is not a requirement"),
+        ("-r missing.txt\n", "reqs.txt line 3: -r missing.txt: no such file"),
+    ],
+    ids=["garbage", "missing-include"],
+)
+def test_a_broken_requirements_file_exits_2_naming_the_line(
+    loaded: str, tmp_path: Path, extra: str, fragment: str
+) -> None:
+    """Issue 12 #10: not accepted silently (another langgraph got installed)."""
+    reqs = tmp_path / "reqs.txt"
+    reqs.write_text("langgraph-checkpoint-postgres==2.0.25\nlanggraph==0.6.9\n" + extra)
+    before = db_state(loaded)
+    proc = run_cli("canary", "seed", "--dsn", with_password(loaded), "--with", str(reqs), "-q")
+    assert proc.returncode == 2, proc.stderr
+    assert fragment in error_line(proc)
+    assert db_state(loaded) == before
