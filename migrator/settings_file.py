@@ -126,17 +126,38 @@ def _keys_for(option: click.Option) -> set[str]:
     return {flag, flag.replace("-", "_")}
 
 
+def _checked_value(
+    command: click.Command, option: click.Option, key: str, value: Any, where: str
+) -> Any:
+    """``value`` when ``option`` accepts it; else an error naming the file and key."""
+    try:
+        option.type_cast_value(click.Context(command), value)
+    except (click.BadParameter, TypeError, ValueError) as exc:
+        why = exc.format_message() if isinstance(exc, click.BadParameter) else str(exc)
+        raise ConfigError(
+            f"{where}: {key} = {value!r} is not valid: {why}",
+            hint=f"give {key} the type --{flag_name(option)} takes, or remove it",
+        ) from None
+    return value
+
+
 def _command_defaults(
-    path: tuple[str, ...], command: click.Command, top: Mapping[str, Any], own: Mapping[str, Any]
+    path: tuple[str, ...],
+    command: click.Command,
+    top: Mapping[str, Any],
+    own: Mapping[str, Any],
+    origin: str = "pyproject.toml",
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     options = _options(command)
-    for source in (top, own):  # the command's own table wins over top-level keys
+    tables = (f"[tool.{TOOL_TABLE}]", f"[tool.{TOOL_TABLE}.{'.'.join(path)}]")
+    for table, source in zip(tables, (top, own), strict=True):  # own wins over top-level
         for option in options:
             for key in _keys_for(option):
                 if key in source and not isinstance(source[key], Mapping):
                     assert option.name is not None
-                    out[option.name] = source[key]
+                    where = f"{origin} {table}"
+                    out[option.name] = _checked_value(command, option, key, source[key], where)
     unknown = sorted(k for k in own if not any(k in _keys_for(o) for o in options))
     if unknown:
         where = ".".join(path)
@@ -157,18 +178,22 @@ def _subtable(table: Mapping[str, Any], path: tuple[str, ...]) -> Mapping[str, A
     return node
 
 
-def build_default_map(group: click.Group, table: Mapping[str, Any]) -> dict[str, Any]:
+def build_default_map(
+    group: click.Group, table: Mapping[str, Any], origin: str = "pyproject.toml"
+) -> dict[str, Any]:
     """click's ``default_map`` for ``group`` from a ``[tool.langgraph-migrator]`` table.
 
     Args:
         group: The root command group.
         table: The tool table (``load_tool_table``).
+        origin: The file it came from, for messages.
 
     Returns:
         Nested dicts keyed by command name, then parameter name.
 
     Raises:
-        ConfigError: A key names no command or no option of its command.
+        ConfigError: A key names no command or no option of its command, or holds a
+            value of the wrong type (the message names ``origin`` and the key).
     """
     top = {k: v for k, v in table.items() if not isinstance(v, Mapping)}
     commands = list(iter_commands(group))
@@ -185,7 +210,7 @@ def build_default_map(group: click.Group, table: Mapping[str, Any]) -> dict[str,
             _check_tables(key, value, (key,), prefixes)
     default_map: dict[str, Any] = {}
     for path, command in commands:
-        values = _command_defaults(path, command, top, _subtable(table, path))
+        values = _command_defaults(path, command, top, _subtable(table, path), origin)
         if values:
             node = default_map
             for part in path[:-1]:
@@ -221,7 +246,7 @@ def configure_context(ctx: click.Context, pyproject: Path | None = None) -> None
     ctx.auto_envvar_prefix = ENV_PREFIX
     path = pyproject if pyproject is not None else find_pyproject()
     table = load_tool_table(path)
-    file_map = build_default_map(group, table)
+    file_map = build_default_map(group, table, str(path) if path else "pyproject.toml")
     ctx.default_map = _merge(file_map, dict(ctx.default_map or {}))
     ctx.meta[_META_TABLE] = table
 

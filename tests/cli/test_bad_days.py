@@ -301,3 +301,29 @@ def test_a_broken_requirements_file_exits_2_naming_the_line(
     assert proc.returncode == 2, proc.stderr
     assert fragment in error_line(proc)
     assert db_state(loaded) == before
+
+
+# ------------------------------------------------- 17: wrong type in the settings file
+
+
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [
+        ('[tool.langgraph-migrator.backup]\njobs = "many"\n', "jobs = 'many'"),
+        ("[tool.langgraph-migrator]\nwait = [1, 2]\n", "wait = [1, 2]"),
+        ('[tool.langgraph-migrator.verify]\ntimeout = "soon"\n', "timeout = 'soon'"),
+    ],
+    ids=["command-table", "top-level", "float"],
+)
+def test_a_wrong_type_in_pyproject_names_the_file_and_key(
+    loaded: str, tmp_path: Path, table: str, key: str
+) -> None:
+    """Issue 12 #17: not "Invalid value for '--timeout'" without saying where it came from."""
+    (tmp_path / "pyproject.toml").write_text(table)
+    before = db_state(loaded)
+    proc = run_cli("backup", "--dsn", with_password(loaded), "--out", "b", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    line = error_line(proc)
+    assert "pyproject.toml" in line and key in line, line
+    assert not (tmp_path / "b").exists()
+    assert db_state(loaded) == before
