@@ -36,19 +36,40 @@ def _emit_plan(result: Any, as_json: bool) -> None:
     help="Server for the reference and rehearsal (default: an ephemeral local cluster).",
 )
 @click.option("--schema", default=None, help="Schema of the checkpoint tables (default: current).")
+@click.option(
+    "--from",
+    "from_spec",
+    default=None,
+    metavar="SPEC",
+    help="Version set that wrote the data (refines its era; named in the proving check).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
 def plan_cmd(
-    dsn: str, to_spec: str, scratch_dsn: str | None, schema: str | None, as_json: bool, quiet: bool
+    dsn: str,
+    to_spec: str,
+    scratch_dsn: str | None,
+    schema: str | None,
+    from_spec: str | None,
+    as_json: bool,
+    quiet: bool,
 ) -> None:
-    """Usage: langgraph-migrator plan --dsn DSN [--to SPEC|current] [--json]
+    """Usage: langgraph-migrator plan --dsn DSN [--to SPEC|current] [--from SPEC] [--json]
 
     Read only: which MIGRATIONS setup() of the target will run, a rehearsal of them
-    on an empty clone of the schema, the diff against the reference schema, and
-    hazards with fixes. Exit 0 safe, 1 unsafe, 2 usage, 3 database or environment.
+    on an empty clone of the schema, the diff against the reference schema, the era
+    of the stored threads and, per data hazard of the target, how many threads it
+    reaches (first 20 ids), and hazards with fixes. Exit 0 safe, 1 unsafe (a schema
+    error, or a breaking data hazard reaching a thread), 2 usage, 3 database or
+    environment.
     """
     result = api.plan(
-        dsn, to_spec, scratch_dsn=scratch_dsn, schema=schema, progress=_progress(quiet or as_json)
+        dsn,
+        to_spec,
+        scratch_dsn=scratch_dsn,
+        schema=schema,
+        progress=_progress(quiet or as_json),
+        from_spec=from_spec,
     )
     _emit_plan(result, as_json)
 
@@ -127,7 +148,12 @@ def migrate_cmd(
 
     if dry_run:
         result = api.plan(
-            dsn, to_spec, scratch_dsn=scratch_dsn, schema=schema, progress=_progress(quiet)
+            dsn,
+            to_spec,
+            scratch_dsn=scratch_dsn,
+            schema=schema,
+            progress=_progress(quiet),
+            from_spec=from_spec,
         )
         _emit_plan(result, False)
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -93,6 +94,7 @@ def migrate(
             progress=progress,
             timeout=settings.worker_timeout,
             env_and_target=(env, target),
+            from_spec=settings.from_spec,
         )
         outcome.plan = plan
         run.checks.append(_plan_check(plan))
@@ -104,7 +106,7 @@ def migrate(
                 hint="; ".join(h.fix for h in plan.blocking),
             )
             outcome.state = "unchanged"
-            outcome.report = _report(run, plan, started)
+            outcome.report = agree(_report(run, plan, started), outcome.error)
             return outcome
         # The tool's own ledger after the plan: a role the plan rejects writes nothing.
         upgrade_ledger = _optional("migrator.ledger", "upgrade_ledger")
@@ -138,5 +140,26 @@ def migrate(
         if drift is not None and backup_path is not None:
             # Still under the lock: no other migrator between the undo and the swap.
             _fallback(run, outcome, drift, backup_path, env, plan, before)
-    outcome.report = _report(run, plan, started)
+    outcome.report = agree(_report(run, plan, started), outcome.error)
     return outcome
+
+
+def agree(report: Report, error: MigratorError | None) -> Report:
+    """The report with a verdict that agrees with the exit code (DESIGN "Safety rules").
+
+    When ``migrate`` ends in an error (exit 1, 4 or 5) but no check failed (the
+    error came after every check passed: a restore, the ledger write), a
+    ``migrate`` check carrying the error is added, so the printed verdict is FAIL.
+
+    Args:
+        report: The report as the run left it.
+        error: The error the CLI exits with, or None.
+
+    Returns:
+        ``report``, or a copy with the failing ``migrate`` check.
+    """
+    if error is None or report.verdict == "fail":
+        return report
+    first = (str(error.message).strip().splitlines() or [type(error).__name__])[0]
+    failed = Check("migrate", "fail", f"exit {error.exit_code}: {first}")
+    return dataclasses.replace(report, checks=(*report.checks, failed))

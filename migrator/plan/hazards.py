@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from migrator.plan.blast import DataScan
 from migrator.plan.model import (
     ALREADY_EXISTS,
     LOCK_RISK_BYTES,
@@ -96,6 +97,8 @@ def build_plan(
     probe: ConnectionProbe | None,
     database: str,
     notes: Sequence[str] = (),
+    data: DataScan | None = None,
+    data_found: Sequence[Hazard] = (),
 ) -> Plan:
     """Assemble the plan and its hazards (pure).
 
@@ -108,6 +111,8 @@ def build_plan(
         probe: The pooler probe of the live connection (None: not probed).
         database: Redacted DSN for the report.
         notes: Notes to carry.
+        data: The thread scan (:mod:`migrator.plan.blast`), if it ran.
+        data_found: The data hazards :func:`~migrator.plan.blast.data_hazards` found.
 
     Returns:
         The plan.
@@ -210,10 +215,12 @@ def build_plan(
             hazards.append(
                 Hazard(
                     "P-LEDGER-AHEAD",
-                    "warning",
+                    "error",
                     f"{_ledger_text(live.ledger)} is ahead of the target's "
-                    f"{len(target.migrations)} migrations: a newer version set this database up",
-                    "this is a downgrade: check that the target reads what the newer version wrote",
+                    f"{len(target.migrations)} migrations: a newer version set this database "
+                    "up, and the target neither knows its schema nor reads what it wrote",
+                    "deploy the version that set the database up (or a newer one); to go back, "
+                    "restore a backup taken before the upgrade (`restore-backup`)",
                 )
             )
     if any(not s.transactional for s in pending):
@@ -309,6 +316,7 @@ def build_plan(
                 "if it pools in transaction mode, point --dsn straight at Postgres",
             )
         )
+    hazards += data_found
     order = {"error": 0, "warning": 1, "advice": 2}
     hazards.sort(key=lambda h: order[h.severity])
     server = live.server
@@ -325,4 +333,5 @@ def build_plan(
         repairs=tuple(repairs),
         hazards=tuple(hazards),
         notes=tuple(notes),
+        data=data,
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import psycopg
@@ -11,8 +11,17 @@ from psycopg import sql
 
 from migrator import envs
 from migrator.errors import ConfigError, ConnectError, ProvisionError
+from migrator.plan.blast import DataScan, ThreadGroup, data_hazards, scan_threads
 from migrator.plan.hazards import build_plan
-from migrator.plan.model import ALREADY_EXISTS, ConnectionProbe, Plan, Progress, Step, TargetInfo
+from migrator.plan.model import (
+    ALREADY_EXISTS,
+    ConnectionProbe,
+    Hazard,
+    Plan,
+    Progress,
+    Step,
+    TargetInfo,
+)
 from migrator.plan.statements import _CONCURRENTLY_RE, pending_statements
 from migrator.postgres import redact_dsn, scratch_database
 from migrator.postgres.dsn import redact_text
@@ -76,6 +85,62 @@ def read_live(dsn: str, schema: str | None = None) -> tuple[SchemaModel, Connect
         server_port=int(server_port) if server_port else None,
     )
     return SchemaModel.from_catalog(catalog), probe
+
+
+def read_data(dsn: str, schema: str) -> tuple[tuple[ThreadGroup, ...], float]:
+    """Scan the stored threads (:data:`~migrator.plan.blast.THREAD_SCAN_SQL`), read only.
+
+    Args:
+        dsn: The live database.
+        schema: The checkpoint tables' schema.
+
+    Returns:
+        The thread groups and the seconds the scan took.
+
+    Raises:
+        ConnectError: The database cannot be reached or read.
+    """
+    started = time.monotonic()
+    try:
+        with psycopg.connect(
+            dsn, connect_timeout=10, application_name="langgraph-migrator plan"
+        ) as conn:
+            conn.read_only = True
+            conn.execute(
+                sql.SQL("SELECT set_config('search_path', {}, true)").format(sql.Literal(schema))
+            )
+            groups = scan_threads(conn)
+            conn.rollback()
+    except psycopg.Error as exc:
+        raise ConnectError(
+            f"cannot scan the stored threads of {redact_dsn(dsn)}: "
+            f"{redact_text(_first_line(exc), dsn)}",
+            hint="the role needs SELECT on checkpoints and checkpoint_writes",
+        ) from exc
+    return groups, time.monotonic() - started
+
+
+def guess_from_spec(live: SchemaModel, groups: Sequence[ThreadGroup]) -> str:
+    """A ``--from`` spec for the era the ledger and the stored formats show (a hint)."""
+    formats = {g.fmt for g in groups}
+    writes = live.tables.get("checkpoint_writes")
+    has_task_path = writes is not None and writes.column("task_path") is not None
+    top = max(live.ledger) if live.ledger else None
+    if live.ledger is None:
+        era = "1.0.0"
+    elif top is None:
+        era = "SPEC"
+    elif top < 7:
+        era = "1.0.9"
+    elif top == 7:
+        era = "2.0.11"
+    elif top == 8:
+        era = "2.0.12" if has_task_path else "2.0.8"
+    elif formats and formats <= {"1"}:
+        era = "2.0.13"
+    else:
+        era = "2.0.25"
+    return "SPEC" if era == "SPEC" else f"langgraph-checkpoint-postgres=={era}"
 
 
 @contextmanager
@@ -228,6 +293,7 @@ def make_plan(
     progress: Progress = lambda _m: None,
     timeout: float = 600.0,
     env_and_target: tuple[envs.VersionEnv, TargetInfo] | None = None,
+    from_spec: str | None = None,
 ) -> Plan:
     """Introspect, build the reference, rehearse, and find hazards. Never writes to ``dsn``.
 
@@ -240,6 +306,8 @@ def make_plan(
         progress: Receives one-line status messages.
         timeout: Seconds a worker step may take.
         env_and_target: A target already resolved by :func:`target_env`.
+        from_spec: The version set that wrote the data, when known: named in the
+            check that proves a data hazard, and it refines the era of the rows.
 
     Returns:
         The plan.
@@ -251,7 +319,27 @@ def make_plan(
     """
     progress("reading the live schema (read only)")
     live, probe = read_live(dsn, schema)
+    from_set = envs.parse_version_set(from_spec) if from_spec else None
     env, target = env_and_target or target_env(to_spec, progress=progress, timeout=timeout)
+    data: DataScan | None = None
+    data_found: list[Hazard] = []
+    if {"checkpoints", "checkpoint_writes"} <= set(live.tables):
+        progress("scanning the stored threads (read only)")
+        groups, seconds = read_data(dsn, live.schema)
+        spec = from_spec or guess_from_spec(live, groups)
+        reaches, data_found = data_hazards(
+            groups,
+            target.versions,
+            from_versions=dict(from_set.pins) if from_set else None,
+            from_spec=spec,
+            to_spec=to_spec,
+        )
+        data = DataScan(
+            groups,
+            seconds,
+            from_label=from_set.label if from_set else None,
+            reaches=tuple(reaches),
+        )
     notes: list[str] = []
     major = int(live.server.get("version_num", 0)) // 10000
     started = time.monotonic()
@@ -270,4 +358,6 @@ def make_plan(
         probe=probe,
         database=redact_dsn(dsn),
         notes=notes,
+        data=data,
+        data_found=data_found,
     )

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from migrator.schema import (
     SchemaDifference,
 )
+
+if TYPE_CHECKING:
+    from migrator.plan.blast import DataScan
 
 HazardSeverity = Literal["error", "warning", "advice"]
 Progress = Callable[[str], None]
@@ -129,6 +132,9 @@ class Hazard:
         message: One line: what and where.
         fix: One line: what to do.
         migrate_repairs: True when ``migrate`` handles it itself.
+        data: A data hazard (stored threads the target reads or resumes wrongly),
+            not a schema one: ``migrate`` does not refuse to start for it; its
+            canary verification and the dump/restore fallback deal with it.
     """
 
     id: str
@@ -136,6 +142,7 @@ class Hazard:
     message: str
     fix: str
     migrate_repairs: bool = False
+    data: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -145,6 +152,7 @@ class Hazard:
             "message": self.message,
             "fix": self.fix,
             "migrate_repairs": self.migrate_repairs,
+            "data": self.data,
         }
 
 
@@ -187,6 +195,8 @@ class Plan:
         repairs: What ``migrate`` will apply after ``setup()``.
         hazards: Findings, errors first.
         notes: Free text (scratch server used, fallbacks).
+        data: The stored threads' era and the data hazards' blast radius (None:
+            no checkpoint tables, or not scanned).
     """
 
     target: str
@@ -201,6 +211,7 @@ class Plan:
     repairs: tuple[Repair, ...]
     hazards: tuple[Hazard, ...]
     notes: tuple[str, ...] = ()
+    data: DataScan | None = None
 
     @property
     def unsafe(self) -> bool:
@@ -210,7 +221,11 @@ class Plan:
     @property
     def blocking(self) -> list[Hazard]:
         """Errors ``migrate`` cannot handle itself: it refuses to start."""
-        return [h for h in self.hazards if h.severity == "error" and not h.migrate_repairs]
+        return [
+            h
+            for h in self.hazards
+            if h.severity == "error" and not h.migrate_repairs and not h.data
+        ]
 
     @property
     def pending(self) -> list[Step]:
@@ -240,4 +255,5 @@ class Plan:
             "hazards": [h.to_dict() for h in self.hazards],
             "hazard_ids": self.hazard_ids,
             "notes": list(self.notes),
+            "data": None if self.data is None else self.data.to_dict(),
         }

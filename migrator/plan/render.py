@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from migrator.plan.blast import FLAG_TEXT
 from migrator.plan.hazards import _ledger_text
 from migrator.plan.model import Plan
 
@@ -49,6 +50,8 @@ def render_plan(plan: Plan, *, full_sql: bool = False) -> list[str]:
         lines.append("repairs migrate will apply after setup():")
         for r in plan.repairs:
             lines += [f"  {_one_line(s) if not full_sql else s};" for s in r.sql]
+    if plan.data is not None:
+        lines += _data_lines(plan)
     if plan.hazards:
         lines.append("hazards:")
         for h in plan.hazards:
@@ -56,11 +59,46 @@ def render_plan(plan: Plan, *, full_sql: bool = False) -> list[str]:
             lines.append(f"          fix: {h.fix}")
     lines += [f"note: {n}" for n in plan.notes]
     if plan.unsafe:
-        handled = not plan.blocking
-        lines.append(
-            "verdict: UNSAFE — plain setup() would fail or lose data"
-            + ("; `migrate` handles every error above." if handled else "; fix the errors first.")
-        )
+        errors = [h for h in plan.hazards if h.severity == "error"]
+        schema = [h for h in errors if not h.data]
+        data = [h for h in errors if h.data]
+        why = []
+        if schema:
+            handled = not plan.blocking
+            why.append(
+                "plain setup() would fail or lose data"
+                + ("; `migrate` handles every schema error above" if handled else "")
+            )
+        if data:
+            reached = plan.data.at_risk if plan.data else 0
+            why.append(
+                f"the target breaks {reached} stored thread(s) "
+                f"({', '.join(sorted({h.id for h in data}))})"
+            )
+        tail = "" if not plan.blocking else "; fix the blocking errors first"
+        lines.append("verdict: UNSAFE — " + "; ".join(why) + tail + ".")
     else:
         lines.append("verdict: SAFE")
+    return lines
+
+
+def _data_lines(plan: Plan) -> list[str]:
+    data = plan.data
+    assert data is not None
+    lines = [f"stored threads: {data.era_text()} (scanned in {data.seconds:.2f}s)"]
+    if data.at_risk:
+        lines.append(f"  {data.at_risk} thread(s) at risk on the target")
+    counts = data.to_dict()["counts"]
+    shown = [f"{n} {FLAG_TEXT[flag]}" for flag, n in counts.items() if n]
+    if shown:
+        lines.append("  " + "; ".join(shown))
+    if data.reaches:
+        lines.append("data hazards that apply to the target:")
+        for r in data.reaches:
+            tag = "breaking" if r.breaking else "warning"
+            lines.append(f"  {r.hazard} ({tag}): {r.threads} thread(s) {r.what}")
+            if r.thread_ids:
+                lines.append(f"    first {len(r.thread_ids)}: {', '.join(r.thread_ids)}")
+    else:
+        lines.append("no data hazard applies to the target.")
     return lines
