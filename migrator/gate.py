@@ -2,7 +2,9 @@
 
 Steps (DESIGN.md "Flows"): provision → old env: ``setup()``, seed canaries,
 snapshot (golden) → rolling-deploy check (new env reads before its ``setup()``)
-→ new env: ``setup()``, snapshot, compare → resume check (both envs continue
+→ new env: ``migrate``'s schema path (plan, ``setup()``, repairs: schema hazards
+become findings with the repair applied) and, on a copy, a plain ``setup()`` (what
+a deploy without the tool gets) → snapshot, compare → resume check (both envs continue
 the paused canaries, on copies of the same data) → rollback check (old env reads
 what the new env wrote) → ``Report``. Every database this creates is dropped at
 the end, and a provisioned server is stopped.
@@ -27,7 +29,7 @@ from psycopg.conninfo import make_conninfo
 from migrator import envs
 from migrator.compare import Diff, compare_resumes, compare_snapshots
 from migrator.config import CheckSettings
-from migrator.errors import ConfigError, ConnectError, WorkerError
+from migrator.errors import ConfigError, ConnectError, MigratorError, WorkerError
 from migrator.policy import Policy, load_policy
 from migrator.postgres import Server, provision, redact_dsn
 from migrator.report import Check, Report
@@ -305,6 +307,7 @@ def _check(
     rolling_db = run.create_database(template=main_db)
     old_resume_db = run.create_database(template=main_db)
     fallback_db = run.create_database(template=main_db) if settings.fallback != "none" else None
+    in_place_db = run.create_database(template=main_db)
 
     with run.step("rolling", f"rolling-deploy check: {new_vs.label} before its setup()"):
         rolling = call(new_env, "snapshot", {"dsn": run.dsn(rolling_db), **snap_request})
@@ -317,8 +320,11 @@ def _check(
         "finish the migration before new pods serve",
     )
 
-    with run.step("migrate", f"setup() under {new_vs.label}"):
-        setup_new = call(new_env, "setup", {"dsn": main})
+    with run.step("migrate", f"migrate's schema path under {new_vs.label}: plan, setup(), repair"):
+        schema_checks, setup_new, schema_ids = _migrate_schema(run, settings, call, new_env, main)
+    checks += schema_checks
+    with run.step("in_place", f"plain setup() of {new_vs.label} on a copy (no migrate)"):
+        checks += _in_place(call, new_env, run.dsn(in_place_db), snap_request, schema_ids)
     with run.step("snapshot_new", f"snapshot under {new_vs.label}"):
         after = call(new_env, "snapshot", {"dsn": main, **snap_request})
     drift = compare_snapshots(golden, after, policy=policy)
@@ -399,6 +405,128 @@ def _check(
         timings=run.timings,
         notes=tuple(notes),
     )
+
+
+def _db_error(exc: WorkerError) -> bool:
+    """A worker op failed on the database (a psycopg error), not on the environment."""
+    import psycopg.errors
+
+    return isinstance(getattr(psycopg.errors, exc.kind, None), type)
+
+
+def _migrate_schema(
+    run: _Run,
+    settings: CheckSettings,
+    call: Callable[..., dict[str, Any]],
+    new_env: envs.VersionEnv,
+    dsn: str,
+) -> tuple[list[Check], dict[str, Any], tuple[str, ...]]:
+    """What ``migrate`` does to the schema, through its own code path, on the gate's data.
+
+    Schema hazards the plan finds (H-DUP-COLUMN, H-LEDGER-SHIFT, ...) become one
+    ``schema`` finding (warn: ``migrate`` repairs them; fail: it would refuse), then
+    ``migrate``'s ``setup`` and ``repair`` checks follow. A ``setup()`` that fails on
+    the database is a failed check, never exit 3: the drift, resume, rolling-deploy
+    and rollback checks still run.
+
+    Returns:
+        The checks, the ``setup`` details (ledger before/after) and the schema hazard ids.
+    """
+    from migrator.execute.rehearsal import rehearse_schema
+    from migrator.plan import TargetInfo, make_plan
+
+    target = TargetInfo.from_info(new_env.label, call(new_env, "info", {}))
+    plan = make_plan(
+        dsn,
+        settings.to_spec,
+        scratch_dsn=run.server.dsn,
+        progress=run.progress,
+        timeout=settings.worker_timeout,
+        env_and_target=(new_env, target),
+        from_spec=settings.from_spec,
+    )
+    found = [h for h in plan.hazards if not h.data and h.severity == "error"]
+    ids = tuple(sorted({h.id for h in found}))
+    checks: list[Check] = []
+    text = "; ".join(f"{h.id}: {h.message}" for h in found)
+    if plan.blocking:
+        checks.append(
+            Check(
+                "schema",
+                "fail",
+                f"migrate would refuse to start: {text}",
+                hazards=ids,
+                details={"hazards": [h.to_dict() for h in found]},
+            )
+        )
+        try:
+            return checks, call(new_env, "setup", {"dsn": dsn}), ids
+        except WorkerError as exc:
+            if not _db_error(exc):
+                raise
+            checks.append(Check("setup", "fail", f"setup() failed: {exc.kind}: {exc.message}"))
+            return checks, {}, ids
+    if found:
+        checks.append(
+            Check(
+                "schema",
+                "warn",
+                f"{len(found)} schema hazard(s), repaired by migrate: {text}",
+                hazards=ids,
+                details={"hazards": [h.to_dict() for h in found]},
+            )
+        )
+    try:
+        done = rehearse_schema(
+            dsn, new_env, plan, progress=run.progress, worker_timeout=settings.worker_timeout
+        )
+    except MigratorError as exc:
+        if isinstance(exc, WorkerError) and not _db_error(exc):
+            raise
+        checks.append(
+            Check("setup", "fail", f"migrate's schema path failed: {exc.message}", hazards=ids)
+        )
+        return checks, {}, ids
+    checks += done
+    setup = next((dict(c.details or {}) for c in done if c.check == "setup"), {})
+    return checks, setup, ids
+
+
+def _in_place(
+    call: Callable[..., dict[str, Any]],
+    new_env: envs.VersionEnv,
+    dsn: str,
+    snap_request: dict[str, Any],
+    schema_ids: tuple[str, ...],
+) -> list[Check]:
+    """What a team without this tool gets: the target's plain ``setup()``, then a read."""
+    try:
+        call(new_env, "setup", {"dsn": dsn})
+    except WorkerError as exc:
+        if not _db_error(exc):
+            raise
+        return [
+            Check(
+                "in-place",
+                "warn",
+                f"plain setup() fails: {exc.kind}: {exc.message.splitlines()[0]}; a deploy "
+                "without `langgraph-migrator migrate` never completes (migrate handles it)",
+                hazards=schema_ids,
+            )
+        ]
+    errors = _thread_errors(call(new_env, "snapshot", {"dsn": dsn, **snap_request}))
+    if errors:
+        first = next(iter(errors.values()))
+        return [
+            Check(
+                "in-place",
+                "warn",
+                f"plain setup() returns, but {len(errors)} thread(s) cannot be read ({first}); "
+                "migrate repairs the schema",
+                hazards=schema_ids or ("H-LEDGER-SHIFT",),
+            )
+        ]
+    return [Check("in-place", "pass", "plain setup() works and every thread reads")]
 
 
 def _fallback(

@@ -192,6 +192,22 @@ def _plan_check(plan: Plan) -> Check:
 def _apply(
     run: _Run, env: envs.VersionEnv, plan: Plan, before: SchemaModel, outcome: MigrateOutcome
 ) -> None:
+    apply_schema(run, env, plan, outcome)
+    _verify(run, env, run.settings)
+    _record(run, plan, outcome)
+
+
+def apply_schema(run: _Run, env: envs.VersionEnv, plan: Plan, outcome: MigrateOutcome) -> None:
+    """``setup()`` with retries and the H-DUP-COLUMN ledger fix, then repairs to the reference.
+
+    The one code path for the schema: ``migrate`` runs it on the live database, the
+    gate (:func:`migrator.execute.rehearsal.rehearse_schema`) on its copy.
+
+    Raises:
+        MigrationError: The schema still differs from the reference afterwards.
+        LockTimeoutError: Locks stayed in the way.
+        WorkerError: ``setup()`` failed for another reason.
+    """
     settings = run.settings
     run.progress(f"running setup() of {plan.target}")
     t0 = time.monotonic()
@@ -248,8 +264,6 @@ def _apply(
             "after setup() and repairs the schema still differs from the reference: "
             + "; ".join(d.summary() for d in left)
         )
-    _verify(run, env, settings)
-    _record(run, plan, outcome)
 
 
 def _reference(plan: Plan, env: envs.VersionEnv, settings: MigrateSettings) -> SchemaModel:
