@@ -272,6 +272,29 @@ BENIGN_RULES: tuple[BenignRule, ...] = (
         ),
     ),
     BenignRule(
+        id="pending-sends-restored-1.0.0",
+        description=(
+            "observed (checkpoint-postgres 1.0.0 -> 3.2.0 through the dump/restore "
+            "fallback, the send_paused canary: the restored thread resumes with work x3, "
+            "then reduce, as 1.0.0 does): 1.0.0 kept paused Send packets in the checkpoint "
+            "JSON (pending_sends); the restore writes them as the parent's __pregel_tasks "
+            "writes, which newer versions read as the __pregel_tasks channel value. Only "
+            "the key appearing with Send values is benign; read in place, 1.0.0's sends "
+            "are dropped (next becomes empty: H-SEND-DROPPED, breaking)."
+        ),
+        evidence="observed",
+        package="langgraph-checkpoint-postgres",
+        old=VersionRange(at_least="1.0.0", below="1.0.9"),
+        new=VersionRange(at_least="2.0.25"),
+        predicate=lambda path, kind, old, new: (
+            kind == "key_added"
+            and path.endswith(".channel_values.__pregel_tasks")
+            and isinstance(new, list)
+            and bool(new)
+            and all(base_tag(v) == "Send" for v in new)
+        ),
+    ),
+    BenignRule(
         id="metadata-config-copies",
         description=(
             "documented (langgraph-checkpoint get_checkpoint_metadata / "

@@ -21,6 +21,8 @@ each checkpoint (``graph.get_state`` on an in-memory copy of the checkpoint),
 recomputes each task's id under the old scheme, and renames what the old id
 keyed: the task ids of pending writes and the ``<node>:<task id>`` segments of
 child namespaces (nested namespaces are ``|``-joined and handled top-down).
+langgraph 0.2.0 (checkpoint-postgres 1.0.0) named a child namespace ``<node>``
+alone; it becomes ``<node>:<task id>`` with the id the new version prepares.
 """
 
 from __future__ import annotations
@@ -221,13 +223,44 @@ def new_tasks(graph: Any, record: dict[str, Any]) -> list[tuple[str, str, Any]]:
     ]
 
 
-def _rename_ns(ns: str, depth: int, mapping: dict[str, str]) -> str:
-    """Replace the task id of segment ``depth`` of ``ns`` when ``mapping`` has it."""
+def _rename_ns(
+    ns: str, depth: int, mapping: dict[str, str], bare: dict[str, str] | None = None
+) -> str:
+    """Replace the task id of segment ``depth`` of ``ns`` when ``mapping`` has it.
+
+    A bare segment (``<node>``, as langgraph 0.2.0 / checkpoint-postgres 1.0.0
+    wrote child namespaces) becomes ``<node>:<task id>`` when ``bare`` has the node.
+    """
     segments = ns.split(NS_SEP)
     name, sep, task_id = segments[depth].partition(NS_END)
     if sep and task_id in mapping:
         segments[depth] = f"{name}{NS_END}{mapping[task_id]}"
+    elif not sep and bare and name in bare:
+        segments[depth] = f"{name}{NS_END}{bare[name]}"
     return NS_SEP.join(segments)
+
+
+def _bare_children(
+    graph: Any, members: list[dict[str, Any]], children: list[dict[str, Any]], depth: int
+) -> dict[str, str]:
+    """Node name -> new task id for child namespaces stored without a task id.
+
+    langgraph 0.2.0 named a subgraph's namespace after its node only (``child``);
+    newer versions look a paused child up under ``child:<task id>``. The task is
+    the one the NEW version prepares for that node in the newest parent checkpoint
+    that prepares it (the step the child paused in).
+    """
+    names = {
+        seg for r in children if NS_END not in (seg := r["checkpoint_ns"].split(NS_SEP)[depth])
+    }
+    found: dict[str, str] = {}
+    for r in sorted(members, key=lambda x: str(x["checkpoint_id"]), reverse=True):
+        if names <= set(found):
+            break
+        for new_id, name, _path in new_tasks(graph, r):
+            if name in names and name not in found:
+                found[name] = new_id
+    return found
 
 
 def _depth(ns: str) -> int:
@@ -267,7 +300,8 @@ def cure_task_ids(records: list[dict[str, Any]], graph_source: Any) -> list[str]
             ]
             child_ids = {
                 r["checkpoint_ns"].split(NS_SEP)[depth].partition(NS_END)[2] for r in children
-            }
+            } - {""}
+            bare = _bare_children(graph, members, children, depth)
             mapping: dict[str, str] = {}
             for r in sorted(members, key=lambda x: str(x["checkpoint_id"]), reverse=True):
                 wanted = {w["task_id"] for w in r["pending_writes"]} | (child_ids - set(mapping))
@@ -287,7 +321,7 @@ def cure_task_ids(records: list[dict[str, Any]], graph_source: Any) -> list[str]
             renamed = {k: v for k, v in mapping.items() if k != v}
             for r in children:
                 cns = r["checkpoint_ns"]
-                new_ns = _rename_ns(cns, depth, renamed)
+                new_ns = _rename_ns(cns, depth, renamed, bare)
                 if new_ns != cns:
                     changes.append(f"namespace {cns} -> {new_ns} ({r['thread_id']})")
                     r["checkpoint_ns"] = new_ns
