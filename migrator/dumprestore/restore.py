@@ -1,50 +1,52 @@
-"""Logical dump/restore: the fallback when an in-place ``setup()`` upgrade is not safe.
-
-Dump (worker op ``dump`` in the OLD env) reads every thread through the old
-saver's public API into a gzip JSON-lines file plus a manifest
-(``<dump>.manifest.json``: counts per thread, type inventory, sha256). Restore
-(worker op ``restore`` in the NEW env) rebuilds the tables with the new
-``setup()`` in a shadow schema, writes through the new saver (ids, parents,
-channel versions and metadata preserved), optionally transforms, verifies, and
-swaps the shadow in atomically; the live tables move to
-``langgraph_migrator_old_<ts>`` until :func:`cleanup`. See ``docs/dump-restore.md``.
-
-The dump is verified (sha256, size, format) and its types checked against the
-allowlist before anything is written; every failure after that leaves the live
-tables untouched (the shadow schema is dropped).
+"""Restore: verify the dump(s), write through the new saver into a shadow schema, verify, swap;
+``cleanup`` drops what a restore kept.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from migrator import envs
 from migrator.dump_manifest import (
-    DumpManifest,
     DumpSet,
     disallowed_types,
     load_dump_set,
-    manifest_path,
-    merge_parts,
-    sub_shards,
     swap_refusal,
+)
+from migrator.dumprestore.common import (
+    BUILTIN_TRANSFORMS,
+    CREATE_SCHEMA_SQL,
+    DROP_SCHEMA_SQL,
+    IDLE_TIMEOUT_S,
+    LEDGER_KIND,
+    LIST_TOOL_SCHEMAS_SQL,
+    LOCK_TIMEOUT_SQL,
+    MOVE_TABLE_SQL,
+    OLD_PREFIX,
+    SHADOW_PREFIX,
+    SWAP_TABLES,
+    TABLES_IN_SCHEMA_SQL,
+    THREAD_COUNTS_SQL,
+    VERIFY_MODES,
+    WRITE_COUNTS_SQL,
+    WRITE_MODES,
+    Progress,
+    RestoreResult,
+    _connect,
+    _first_line,
+    _quiet,
+    run_parallel,
 )
 from migrator.errors import (
     ConfigError,
-    ConnectError,
     MigrationError,
     MigratorError,
     VerificationError,
@@ -53,254 +55,6 @@ from migrator.errors import (
 from migrator.lock import advisory_lock, migrator_lock
 from migrator.partprogress import PartProgress
 from migrator.postgres import redact_dsn
-from migrator.worker.privatefiles import open_private, write_private
-
-Progress = Callable[[str], None]
-
-T = TypeVar("T")
-#: Default seconds a dump or restore worker may make no progress (no fixed limit).
-IDLE_TIMEOUT_S = 900.0
-SHADOW_PREFIX = "langgraph_migrator_shadow_"
-OLD_PREFIX = "langgraph_migrator_old_"
-#: Tables a swap moves, when present.
-SWAP_TABLES = ("checkpoint_migrations", "checkpoints", "checkpoint_blobs", "checkpoint_writes")
-BUILTIN_TRANSFORMS = ("task-id",)
-WRITE_MODES = ("bulk", "put")
-VERIFY_MODES = ("full", "sample")
-#: The ledger's ``backups.kind`` for a kept old-tables or shadow schema.
-LEDGER_KIND = "shadow-tables"
-
-CREATE_SCHEMA_SQL = "CREATE SCHEMA {}"
-DROP_SCHEMA_SQL = "DROP SCHEMA IF EXISTS {} CASCADE"
-LIST_TOOL_SCHEMAS_SQL = (
-    "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'langgraph\\_migrator\\_old\\_%'"
-    " OR nspname LIKE 'langgraph\\_migrator\\_shadow\\_%' ORDER BY nspname"
-)
-TABLES_IN_SCHEMA_SQL = (
-    "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename = ANY(%s)"
-)
-MOVE_TABLE_SQL = "ALTER TABLE {}.{} SET SCHEMA {}"
-LOCK_TIMEOUT_SQL = "SET LOCAL lock_timeout = '10s'"
-THREAD_COUNTS_SQL = (
-    "SELECT thread_id, count(*) AS n FROM {}.checkpoints GROUP BY thread_id ORDER BY thread_id"
-)
-WRITE_COUNTS_SQL = "SELECT thread_id, count(*) AS n FROM {}.checkpoint_writes GROUP BY thread_id"
-
-
-def _quiet(_: str) -> None:
-    return None
-
-
-@dataclass(frozen=True)
-class RestoreResult:
-    """Outcome of a restore.
-
-    Attributes:
-        threads: Per thread: ``checkpoints``, ``writes`` written (or that would be).
-        changes: What the transforms changed (``old -> new`` lines).
-        uncured: Threads the task-id transform could not be applied to, and why
-            (no graph of the app profile matches them): listed, never skipped silently.
-        dry_run: Nothing was written.
-        swapped: The shadow tables are live now.
-        shadow_schema: The schema the restore wrote to (gone after a swap).
-        old_schema: Where the previous live tables went (until :func:`cleanup`).
-        versions: The versions that restored.
-        seconds: Wall time.
-        write_mode: ``bulk`` or ``put`` (how the rows were written).
-        timings: Seconds per phase (``worker`` and its ``worker_*`` parts,
-            ``counts_and_swap``, ``ledger``).
-        verified: ``{"mode", "threads", "of"}``: threads read back and compared.
-    """
-
-    threads: dict[str, dict[str, int]]
-    changes: tuple[str, ...] = ()
-    uncured: tuple[str, ...] = ()
-    dry_run: bool = False
-    swapped: bool = False
-    shadow_schema: str | None = None
-    old_schema: str | None = None
-    versions: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0
-    write_mode: str | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-    verified: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "write_mode": self.write_mode,
-            "timings": self.timings,
-            "verified": self.verified,
-            "threads": self.threads,
-            "changes": list(self.changes),
-            "uncured": list(self.uncured),
-            "dry_run": self.dry_run,
-            "swapped": self.swapped,
-            "shadow_schema": self.shadow_schema,
-            "old_schema": self.old_schema,
-            "versions": self.versions,
-            "seconds": round(self.seconds, 3),
-        }
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _connect(dsn: str) -> psycopg.Connection[Any]:
-    try:
-        return psycopg.connect(dsn, autocommit=True)
-    except psycopg.Error as exc:
-        raise ConnectError(f"cannot connect to {redact_dsn(dsn)}: {_first_line(exc)}") from exc
-
-
-# --------------------------------------------------------------------------- dump
-
-
-def dump_threads(
-    dsn: str,
-    env: envs.VersionEnv,
-    out_path: Path,
-    *,
-    shard: tuple[int, int] | None = None,
-    threads: Iterable[str] | None = None,
-    jobs: int = 1,
-    progress: Progress = _quiet,
-    timeout: float = IDLE_TIMEOUT_S,
-) -> DumpManifest:
-    """Dump every thread of ``dsn`` through ``env``'s saver to ``out_path`` (+ manifest).
-
-    With ``jobs`` > 1, that many workers read disjoint ``thread_id`` hash shards
-    at once; the file is their gzip members in order (its manifest's ``parts``),
-    which a restore reads with as many workers.
-
-    Args:
-        dsn: The database (read only).
-        env: The version environment that wrote the data (the OLD one).
-        out_path: The dump file to write (gzip JSON lines).
-        shard: ``(i, n)``: only threads with ``hashtext(thread_id) mod n == i``.
-        threads: Only these thread ids.
-        jobs: Workers (and database connections) reading at once.
-        progress: One-line progress messages.
-        timeout: Seconds a worker may go without progress before it is killed
-            (:mod:`migrator.partprogress`; a long run is not cut off).
-
-    Returns:
-        The manifest, also written to ``<out_path>.manifest.json``.
-
-    Raises:
-        ConfigError: ``out_path`` exists or its directory does not; ``jobs`` < 1.
-        WorkerError: the old version failed to read the data (no file is left).
-    """
-    out_path = Path(out_path).resolve()
-    if out_path.exists():
-        raise ConfigError(
-            f"{out_path.name} already exists; a dump is never overwritten.",
-            hint="choose a new file name or remove the old dump",
-        )
-    if not out_path.parent.is_dir():
-        raise ConfigError(f"directory {out_path.parent.name!r} does not exist.", hint="create it")
-    if jobs < 1:
-        raise ConfigError(f"--jobs {jobs} is not a positive number.", hint="e.g. --jobs 2")
-    selected = list(threads) if threads is not None else None
-    requests: list[dict[str, Any]]
-    if selected is not None:
-        chunks = [selected[k::jobs] for k in range(min(jobs, max(1, len(selected))))]
-        requests = [{"shard": None, "threads": chunk} for chunk in chunks]
-    else:
-        pairs = sub_shards(shard, jobs) if jobs > 1 else [shard]
-        requests = [{"shard": list(p) if p else None, "threads": None} for p in pairs]
-    with PartProgress("dump", len(requests), progress) as meter:
-        if len(requests) == 1:
-            progress(f"dumping threads with {env.label}")
-            request = {"dsn": dsn, "path": str(out_path), **requests[0]}
-            result = envs.run_worker(
-                env,
-                "dump",
-                {**request, "progress_path": meter.path(0)},
-                timeout=timeout,
-                idle=meter.idle(0),
-            )
-            results, sha256 = [result], str(result["sha256"])
-        else:
-            progress(f"dumping threads with {env.label}: {len(requests)} workers")
-            results, sha256 = _dump_parts(dsn, env, out_path, requests, timeout, progress, meter)
-    manifest = merge_parts(
-        out_path, results, sha256=sha256, shard=shard, selected=selected is not None
-    )
-    write_private(
-        manifest_path(out_path), json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n"
-    )
-    return manifest
-
-
-def run_parallel(jobs: int, calls: Sequence[Callable[..., T]]) -> list[T]:
-    """``call(cancel=event)`` for each call, ``jobs`` at a time; the results in order.
-
-    The first call that fails (or an interrupt of the caller) stops the rest:
-    calls not started are dropped, running ones see ``event`` set (a worker's
-    process group is killed, :func:`migrator.envs.run_worker`), and that first
-    failure is raised once they have all stopped.
-    """
-    stop = threading.Event()
-    results: dict[int, T] = {}
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {pool.submit(call, cancel=stop): i for i, call in enumerate(calls)}
-        try:
-            for future in as_completed(futures):
-                results[futures[future]] = future.result()
-        except BaseException:
-            stop.set()
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-    return [results[i] for i in range(len(calls))]
-
-
-def _dump_parts(
-    dsn: str,
-    env: envs.VersionEnv,
-    out_path: Path,
-    requests: list[dict[str, Any]],
-    timeout: float,
-    progress: Progress,
-    meter: PartProgress,
-) -> tuple[list[dict[str, Any]], str]:
-    """Run one dump worker per request at once; concatenate their files into ``out_path``."""
-    part_paths = [out_path.with_name(f".{out_path.name}.part{k}") for k in range(len(requests))]
-    partial = out_path.with_name(f".{out_path.name}.partial")
-    try:
-        results = run_parallel(
-            len(requests),
-            [
-                functools.partial(
-                    envs.run_worker,
-                    env,
-                    "dump",
-                    {"dsn": dsn, "path": str(path), "progress_path": meter.path(k), **request},
-                    timeout=timeout,
-                    idle=meter.idle(k),
-                )
-                for k, (path, request) in enumerate(zip(part_paths, requests, strict=True))
-            ],
-        )
-        digest = hashlib.sha256()
-        with open_private(partial, "wb") as out:
-            for k, (path, result) in enumerate(zip(part_paths, results, strict=True)):
-                with path.open("rb") as part:
-                    while chunk := part.read(1 << 20):
-                        digest.update(chunk)
-                        out.write(chunk)
-                progress(f"part {k + 1}/{len(results)}: {result['records']} checkpoints")
-        partial.replace(out_path)
-    finally:
-        for path in (*part_paths, partial):
-            path.unlink(missing_ok=True)
-            path.with_name(path.name + ".partial").unlink(missing_ok=True)
-    return results, digest.hexdigest()
-
-
-# --------------------------------------------------------------------------- restore
 
 
 def _execute(dsn: str, query: sql.Composed) -> None:
@@ -768,64 +522,3 @@ def cleanup(dsn: str, *, lock_wait: float = 60.0) -> list[str]:
 
 def _is_tool_schema(name: str) -> bool:
     return name.startswith((OLD_PREFIX, SHADOW_PREFIX))
-
-
-# --------------------------------------------------------------------------- fallback
-
-
-def default_jobs() -> int:
-    """Workers for the fallback's dump and restore: the cores, at most 4."""
-    return max(1, min(4, os.cpu_count() or 1))
-
-
-def run_fallback(
-    dsn: str,
-    old_env: envs.VersionEnv,
-    new_env: envs.VersionEnv,
-    *,
-    work_dir: Path,
-    transform: str | None = "task-id",
-    graph: str | None = None,
-    allow_types: Iterable[str] | None = None,
-    progress: Progress = _quiet,
-    extra_env: dict[str, str] | None = None,
-    jobs: int | None = None,
-    lock_held: bool = False,
-) -> RestoreResult:
-    """Dump with ``old_env``, restore with ``new_env`` (+ transform), verify, swap.
-
-    Args:
-        dsn: The database (the gate's check database, or a real one).
-        old_env: The environment that wrote the data.
-        new_env: The environment to upgrade to.
-        work_dir: Where the dump goes (an existing directory).
-        transform: As for :func:`restore_dump`; default the H-TASK-ID cure.
-        graph: The application graph for ``task-id`` (canaries need none).
-        allow_types: Classes to allow; None allows the dump's own inventory
-            (the caller vouches for the source database).
-        progress: One-line progress messages.
-        extra_env: Extra worker environment (user modules on ``PYTHONPATH``).
-        jobs: Dump and restore workers at once (default :func:`default_jobs`).
-        lock_held: The caller holds the migrator lock (``migrate``): the restore
-            does not take it again.
-
-    Returns:
-        The restore result.
-    """
-    jobs = default_jobs() if jobs is None else jobs
-    stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
-    dump = Path(work_dir) / f"fallback-{stamp}-{int(time.time() * 1e6) % 1_000_000}.lgdump"
-    manifest = dump_threads(dsn, old_env, dump, jobs=jobs, progress=progress)
-    allowed = list(manifest.types) if allow_types is None else list(allow_types)
-    return restore_dump(
-        dsn,
-        new_env,
-        dump,
-        transform=transform,
-        graph=graph,
-        allow_types=allowed,
-        progress=progress,
-        extra_env=extra_env,
-        jobs=jobs,
-        lock_held=lock_held,
-    )
