@@ -33,6 +33,7 @@ from migrator.errors import ConfigError, ConnectError, MigratorError, WorkerErro
 from migrator.policy import Policy, load_policy
 from migrator.postgres import Server, provision, redact_dsn
 from migrator.report import Check, Report
+from migrator.serde.strict import annotate_checks, for_env
 from migrator.threads import copy_threads
 
 Progress = Callable[[str], None]
@@ -259,6 +260,20 @@ def _worker_caller(settings: CheckSettings) -> Callable[..., dict[str, Any]]:
     return call
 
 
+def _strict_runner(settings: CheckSettings) -> Callable[..., dict[str, Any]]:
+    """``run_worker`` for the new version's ops under a strict-msgpack rehearsal."""
+    extra = _user_code_env(settings) or {}
+
+    def run(
+        env: envs.VersionEnv, op: str, request: dict[str, Any], env_vars: dict[str, str]
+    ) -> Any:
+        return envs.run_worker(
+            env, op, request, timeout=settings.worker_timeout, extra_env={**extra, **env_vars}
+        )
+
+    return run
+
+
 def _check(
     run: _Run,
     settings: CheckSettings,
@@ -397,6 +412,7 @@ def _check(
             if cured
             else "the dump/restore fallback does not cure every breaking difference (see fallback)"
         )
+    checks = annotate_checks(checks, after, new_vs.label)
     return Report(
         command="upgrade-check",
         checks=tuple(checks),

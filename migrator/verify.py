@@ -15,6 +15,7 @@ from migrator.errors import WorkerError
 from migrator.policy import Policy
 from migrator.report import Check, Report
 from migrator.seeding import canary_config_error, worker_env
+from migrator.serde import strict
 
 Progress = Callable[[str], None]
 
@@ -131,9 +132,11 @@ def verify_goldens(
             "user_canaries": user_canaries,
         },
         timeout=timeout,
-        extra_env=worker_env(user_canaries),
+        extra_env={**(worker_env(user_canaries) or {}), **strict.worker_env()},
     )
-    checks = tuple(_thread_check(g, now, policy) for g in goldens)
+    checks = tuple(
+        strict.annotate_checks([_thread_check(g, now, policy) for g in goldens], now, env.label)
+    )
     golden_versions = {g.thread_id: g.versions for g in goldens}
     first = next(iter(golden_versions.values()))
     return Report(

@@ -8,7 +8,7 @@ family of commands; importing them registers their commands on :data:`cli`.
 
 from __future__ import annotations
 
-from migrator.cli import check, data, infra, schema  # noqa: F401 - register the commands
+from migrator.cli import check, data, infra, schema, serde  # noqa: F401 - register the commands
 from migrator.cli.main import EXIT_TERMINATED, _Terminated, _unwind_on_sigterm, main
 from migrator.cli.root import EXIT_BUG, cli
 

@@ -12,10 +12,12 @@ from migrator import api
 from migrator.app.options import app_options
 from migrator.cli.root import _emit_ledger_report, _progress, cli
 from migrator.config import CheckSettings, PgChoice
+from migrator.serde.options import strict_options
 
 
 @cli.command("upgrade-check")
 @app_options
+@strict_options
 @click.option(
     "--from",
     "from_spec",
@@ -267,6 +269,7 @@ def canary_list(dsn: str | None, as_json: bool) -> None:
 
 @cli.command("verify")
 @app_options
+@strict_options
 @click.option("--dsn", required=True, metavar="DSN", help="The app's database.")
 @click.option(
     "--with",
