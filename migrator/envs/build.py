@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -18,6 +19,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from migrator.app.profile import AppProfile, active_profile
 from migrator.envs.versions import (
     _INSTALL_TIMEOUT,
     _LOCK_TIMEOUT,
@@ -219,6 +221,23 @@ def _as_env(vs: VersionSet, root: Path, marker: Mapping[str, Any]) -> VersionEnv
     )
 
 
+def with_app_requirements(vs: VersionSet, profile: AppProfile | None) -> VersionSet:
+    """``vs`` plus the app profile's own packages, when it is built from a spec or an era.
+
+    A requirements or lock file already names the app's packages; ``current`` is
+    the tool's own interpreter (nothing is installed into it).
+    """
+    if profile is None or not profile.requirements or vs.current or vs.app_requirements:
+        return vs
+    if vs.source not in ("spec", "era"):
+        return vs
+    return dataclasses.replace(
+        vs,
+        app_requirements=tuple(profile.requirements),
+        label=f"{vs.label} + app requirements",
+    )
+
+
 def ensure_env(
     vs: VersionSet, *, progress: Progress | None = None, cache: Path | None = None
 ) -> VersionEnv:
@@ -241,6 +260,7 @@ def ensure_env(
         ConfigError: A pinned version or package does not exist.
         EnvBuildError: Installation or the import check failed.
     """
+    vs = with_app_requirements(vs, active_profile())
     if vs.current:
         return VersionEnv(python=Path(sys.executable), version_set=vs, installed=vs.pins)
     final = env_dir(vs, cache=cache)

@@ -90,6 +90,8 @@ class VersionSet:
         source: Where it came from: ``"spec"``, ``"era"``, ``"file:<name>"`` or ``"current"``.
         era: The era it was completed from, if any.
         current: True for the interpreter the tool runs in (no env is built).
+        app_requirements: The app profile's own packages, installed beside the pins
+            (only into environments built from a spec or an era).
     """
 
     pins: tuple[tuple[str, str], ...]
@@ -98,6 +100,7 @@ class VersionSet:
     source: str = "spec"
     era: str | None = None
     current: bool = False
+    app_requirements: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -108,6 +111,7 @@ class VersionSet:
                 "pins": sorted(self.pins),
                 "exclude_newer": self.exclude_newer,
                 "current": self.current,
+                **({"app": sorted(self.app_requirements)} if self.app_requirements else {}),
             },
             sort_keys=True,
         )
@@ -125,7 +129,7 @@ class VersionSet:
             reqs.append("langgraph")
         if self.pin(PSYCOPG) is None:
             reqs.append(f"{PSYCOPG}[{_EXTRAS[PSYCOPG]}]")
-        return reqs
+        return reqs + list(self.app_requirements)
 
 
 @dataclass(frozen=True)

@@ -294,3 +294,25 @@ def test_gate_on_a_clean_pair_with_custom_types_passes(pg_default: Server, tmp_p
     for thread in APP_THREADS:
         mine = [c for c in report["checks"] if c.get("thread_id") == thread]
         assert mine and all(c["status"] == "pass" for c in mine), mine
+
+
+def test_app_requirements_are_installed_into_a_spec_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The profile's own packages land in every env built from a bare spec."""
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.langgraph-migrator.app]\nrequirements = ["six==1.16.0"]\n'
+    )
+    monkeypatch.setenv("LANGGRAPH_MIGRATOR_CACHE", str(tmp_path / "cache"))
+    from migrator.app.profile import use_profile
+
+    with use_profile(load_profile(tmp_path)):
+        env = _env(OLD)
+    assert env.version_set.app_requirements == ("six==1.16.0",)
+    proc = subprocess.run(
+        [str(env.python), "-c", "import six; print(six.__version__)"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.stdout.strip() == "1.16.0", proc.stderr

@@ -117,3 +117,18 @@ def test_no_table_is_an_empty_profile(tmp_path: Path, monkeypatch: pytest.Monkey
     profile = load_profile()
     assert profile.empty
     assert profile.worker_env() == {}
+
+
+def test_app_requirements_go_into_envs_built_from_a_spec(app_dir: Path) -> None:
+    from migrator.envs import parse_version_set
+    from migrator.envs.build import with_app_requirements
+
+    profile = load_profile(app_dir)
+    spec = parse_version_set("langgraph-checkpoint-postgres==2.0.8")
+    with_app = with_app_requirements(spec, profile)
+    assert with_app.app_requirements == ("pydantic>=2",)
+    assert "pydantic>=2" in with_app.requirements()
+    assert with_app.key != spec.key  # its own cached environment
+    assert with_app.label.endswith("+ app requirements")
+    assert with_app_requirements(parse_version_set("current"), profile).app_requirements == ()
+    assert with_app_requirements(spec, None) == spec
