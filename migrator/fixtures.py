@@ -44,6 +44,7 @@ import psycopg
 from psycopg import sql
 
 from migrator import envs
+from migrator.backup_ddl import DdlRefused, TableDdl, parse_table_ddl
 from migrator.errors import ConfigError, ConnectError, MigratorError
 from migrator.snapshot import dumps
 
@@ -219,6 +220,17 @@ def _read_payload(fixture_dir: Path, table: Mapping[str, Any]) -> bytes:
     return data
 
 
+def _recognised(fixture_dir: Path, table: dict[str, Any]) -> TableDdl:
+    """The fixture's recorded DDL as statements the tool writes (refused otherwise)."""
+    try:
+        return parse_table_ddl(table["name"], table["ddl"])
+    except DdlRefused as exc:
+        raise ConfigError(
+            f"fixture {fixture_dir.name}: {table['name']}: {exc}; nothing was loaded.",
+            hint="regenerate the fixtures with `make fixtures`; never edit them by hand",
+        ) from exc
+
+
 def import_tables(dsn: str, fixture_dir: Path) -> dict[str, int]:
     """Create the fixture's tables in the (empty) database ``dsn`` and load its rows.
 
@@ -254,10 +266,13 @@ def import_tables(dsn: str, fixture_dir: Path) -> dict[str, int]:
                     f"{', '.join(present)}.",
                     hint="load fixtures into a fresh database.",
                 )
+            # The tool's own statements for the recorded DDL, never the file's text.
+            ddl = {t["name"]: _recognised(fixture_dir, t) for t in tables}
             for t in tables:
                 try:
-                    for statement in t["ddl"]:
-                        conn.execute(statement)
+                    conn.execute(ddl[t["name"]].create_table())
+                    for index in ddl[t["name"]].create_indexes():
+                        conn.execute(index)
                     query = sql.SQL("COPY {} FROM STDIN").format(sql.Identifier(t["name"]))
                     with conn.cursor().copy(query) as copy:
                         copy.write(payloads[t["name"]])
@@ -303,7 +318,7 @@ def _check_manifest(fixture_dir: Path, manifest: Any) -> dict[str, Any]:
         )
         if not ok:
             raise ConfigError(f"{where} has a malformed table entry: {str(t)[:200]}")
-    # The DDL is executed as it stands: it is covered by a checksum too.
+    # The DDL is covered by the checksum too; it is recognised, never executed as text.
     if manifest.get("tables_sha256") != _tables_digest(tables):
         raise ConfigError(
             f"{where} does not match its own checksum (tables_sha256).",

@@ -176,6 +176,19 @@ def test_corrupt_fixture_is_rejected_before_anything_is_written(
     assert _tables(pg_dsn) == []
 
 
+def test_resealed_manifest_ddl_is_never_executed(pg_dsn: str, tmp_path: Path) -> None:
+    """An extra statement with its checksum redone is refused: DDL text is never run."""
+    copy = tmp_path / "2.0.8"
+    shutil.copytree(_fixture("2.0.8"), copy)
+    manifest = json.loads((copy / fixtures.MANIFEST).read_text())
+    manifest["tables"][0]["ddl"].append("CREATE TABLE public.evil (x integer)")
+    manifest["tables_sha256"] = fixtures._tables_digest(manifest["tables"])
+    (copy / fixtures.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ConfigError, match="evil"):
+        fixtures.import_tables(pg_dsn, copy)
+    assert _tables(pg_dsn) == []
+
+
 def test_corrupt_gzip_stream_with_valid_checksum_layout(pg_dsn: str, tmp_path: Path) -> None:
     """A file that decompresses fine but holds other rows fails the checksum."""
     copy = tmp_path / "3.0.1"
