@@ -29,7 +29,13 @@ from migrator.worker.classpath import is_allowed
 MANIFEST_FORMAT = "langgraph-migrator/dump-manifest@1"
 MANIFEST_SUFFIX = ".manifest.json"
 #: Classes every restore may rebuild (the new saver's own types).
-BUILTIN_ALLOWED = ("langgraph.types.Send", "langgraph.types.Interrupt")
+BUILTIN_ALLOWED = (
+    "langgraph.types.Send",
+    "langgraph.types.Interrupt",
+    # A DeltaChannel's snapshot blob (langgraph >= 1.2): restored as such, so the
+    # channel's ancestors replay from it exactly as before (H-DELTA-ROLLBACK).
+    "langgraph.checkpoint.serde.types._DeltaSnapshot",
+)
 _HINT = "re-run `langgraph-migrator dump`; never edit a dump or its manifest"
 _SHARD_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 

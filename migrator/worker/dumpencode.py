@@ -20,7 +20,11 @@ from migrator.worker.encode import (
 )
 
 #: Classes every restore may rebuild without an explicit allowlist entry.
-BUILTIN_CLASSES = ("langgraph.types.Send", "langgraph.types.Interrupt")
+BUILTIN_CLASSES = (
+    "langgraph.types.Send",
+    "langgraph.types.Interrupt",
+    "langgraph.checkpoint.serde.types._DeltaSnapshot",  # a DeltaChannel's snapshot blob
+)
 MESSAGE_MODULE = "langchain_core.messages"
 
 

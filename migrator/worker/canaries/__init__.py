@@ -115,16 +115,27 @@ def _builtin() -> list[Any]:
 BUILTIN: list[Any] = _builtin()
 
 
+def _opt_in() -> list[Any]:
+    from migrator.worker.canaries import delta
+
+    return [delta.DeltaMessagesCanary()]
+
+
+#: Built-in canaries that run only when named (``--canary delta_messages``): they
+#: exercise beta APIs of the newest versions (``DeltaChannel``, H-DELTA-*).
+OPT_IN: list[Any] = _opt_in()
+
+
 def get(name: str) -> Any:
     """The built-in canary called ``name``.
 
     Raises:
         CanaryConfigError: No built-in canary has that name.
     """
-    for canary in BUILTIN:
+    for canary in (*BUILTIN, *OPT_IN):
         if canary.name == name:
             return canary
-    known = ", ".join(c.name for c in BUILTIN)
+    known = ", ".join(c.name for c in (*BUILTIN, *OPT_IN))
     raise CanaryConfigError(f"Unknown canary {name!r}.", hint=f"Built-in canaries: {known}.")
 
 
@@ -177,7 +188,8 @@ def select_canaries(names: list[str] | None, user_spec: str | None) -> list[Any]
     """The canaries a request names: built-ins plus user canaries.
 
     Args:
-        names: Canary names to run; None means every built-in and user canary.
+        names: Canary names to run; None means every built-in (but the opt-in
+            ones, :data:`OPT_IN`) and user canary.
         user_spec: ``module:attr`` of user canaries, or None.
 
     Returns:
@@ -189,7 +201,7 @@ def select_canaries(names: list[str] | None, user_spec: str | None) -> list[Any]
     user = load_user_canaries(user_spec) if user_spec else []
     pool = [*BUILTIN, *user]
     by_name: dict[str, Any] = {}
-    for canary in pool:
+    for canary in (*pool, *OPT_IN):
         if canary.name in by_name and canary is not by_name[canary.name]:
             raise CanaryConfigError(f"Two canaries are called {canary.name!r}.")
         by_name[canary.name] = canary
