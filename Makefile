@@ -16,7 +16,7 @@ REPORTS ?= reports
 TEST_JOBS ?= auto
 PYTEST := $(BIN)/python -m pytest -n $(TEST_JOBS) --maxprocesses 4 --dist worksteal
 
-.PHONY: install upgrade-check test test-fast lint typecheck fixtures fixtures-check clean
+.PHONY: install upgrade-check test test-fast test-reliability lint typecheck fixtures fixtures-check clean
 
 install: $(STAMP)
 
@@ -39,6 +39,10 @@ test: $(STAMP)
 ## Pure and fast tests only.
 test-fast: $(STAMP)
 	$(PYTEST) -m "not slow"
+
+## kill -9 at each phase, server restarts, terminated connections (also part of `make test`).
+test-reliability: $(STAMP)
+	$(PYTEST) tests/reliability
 
 lint: $(STAMP)
 	$(BIN)/ruff check migrator tests
