@@ -66,6 +66,8 @@ from migrator.backup_manifest import (
 )
 from migrator.backup_restore import RestoreResult, restore_backup
 from migrator.errors import ConfigError, ConnectError, MigratorError
+from migrator.output import output_error
+from migrator.postgres.capacity import cap_jobs, distinct_threads, server_capacity
 from migrator.postgres.dsn import connect, redact_dsn, redact_text
 from migrator.worker.privatefiles import FILE_MODE, open_private, private_dir
 
@@ -334,7 +336,10 @@ def create_backup(
     say = progress or quiet
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}.", hint="use --jobs 1 or more.")
-    existed = _check_out_dir(out_dir)
+    try:
+        existed = _check_out_dir(out_dir)
+    except OSError as exc:
+        raise output_error(out_dir, exc) from exc
     leader = connect(dsn, autocommit=False)
     created: list[Path] = []
     success = False
@@ -346,6 +351,8 @@ def create_backup(
         success = True
     except psycopg.Error as exc:
         raise db_error("backup", dsn, exc) from exc
+    except OSError as exc:  # read-only, full disk: the files written so far go (below)
+        raise output_error(out_dir, exc) from exc
     finally:
         leader.close()
         if not success:
@@ -374,6 +381,14 @@ def _run_backup(
             f"(searched: {fetch_one(leader, SEARCH_PATH_SQL)}).",
             hint="point --dsn at the database (and search_path) your PostgresSaver uses.",
         )
+    if jobs > 1:  # no more connections than the server can spare, or partitions than threads
+        jobs, note = cap_jobs(
+            jobs,
+            capacity=server_capacity(leader),
+            work=distinct_threads(leader, jobs),
+        )
+        if note:
+            say(f"note: {note}")
     if fetch_one(leader, SCHEMA_EXISTS_SQL, (LEDGER_SCHEMA,)):
         found += [
             ("ledger", LEDGER_SCHEMA, str(row[0]))

@@ -206,3 +206,7 @@ class AppCodeError(WorkerError):
 
 class LedgerDamagedError(EnvironmentProblem):
     """The tool's ledger schema no longer has the shape its revision promises."""
+
+
+class OutputError(EnvironmentProblem):
+    """A file the tool writes (backup, dump, report) could not be written."""

@@ -194,10 +194,18 @@ def to_json(report: Report, show_values: bool = False) -> str:
 
 
 def write_json(report: Report, path: Path, *, show_values: bool = False) -> None:
-    """Write :func:`to_json` to ``path`` (owner-only)."""
-    private_parent(path)
-    with open_private(path, "w") as fh:
-        fh.write(to_json(report, show_values) + "\n")
+    """Write :func:`to_json` to ``path`` (owner-only).
+
+    Raises:
+        OutputError: ``path`` cannot be written (nothing is left there; exit 3).
+    """
+    from migrator.output import writing
+
+    text = to_json(report, show_values) + "\n"
+    with writing(path):
+        private_parent(path)
+        with open_private(path, "w") as fh:
+            fh.write(text)
 
 
 def to_junit(report: Report, show_values: bool = False) -> ET.Element:
@@ -226,13 +234,20 @@ def to_junit(report: Report, show_values: bool = False) -> ET.Element:
 
 
 def write_junit(report: Report, path: Path, *, show_values: bool = False) -> None:
-    """Write the JUnit XML rendering to ``path`` (owner-only)."""
-    private_parent(path)
+    """Write the JUnit XML rendering to ``path`` (owner-only).
+
+    Raises:
+        OutputError: ``path`` cannot be written (nothing is left there; exit 3).
+    """
+    from migrator.output import writing
+
     root = ET.Element("testsuites", name="langgraph-migrator")
     root.append(to_junit(report, show_values))
     ET.indent(root)
-    with open_private(path, "wb") as fh:
-        ET.ElementTree(root).write(fh, encoding="utf-8", xml_declaration=True)
+    with writing(path):
+        private_parent(path)
+        with open_private(path, "wb") as fh:
+            ET.ElementTree(root).write(fh, encoding="utf-8", xml_declaration=True)
 
 
 def render_markdown(report: Report) -> str:
@@ -269,7 +284,9 @@ def append_step_summary(report: Report, environ: Mapping[str, str] | None = None
     target = (environ if environ is not None else os.environ).get("GITHUB_STEP_SUMMARY")
     if not target:
         return None
+    from migrator.output import writing
+
     path = Path(target)
-    with open_private(path, "a", keep_mode=True) as fh:
-        fh.write(render_markdown(report))
+    with writing(path, remove=()), open_private(path, "a", keep_mode=True) as fh:
+        fh.write(render_markdown(report))  # the runner's file: never removed
     return path

@@ -328,7 +328,15 @@ def render_html(report: Report, show_values: bool = False) -> str:
 
 
 def write_html(report: Report, path: Path, *, show_values: bool = False) -> None:
-    """Write :func:`render_html` of ``report`` to ``path`` (UTF-8, owner-only)."""
-    private_parent(path)
-    with open_private(path, "w", encoding="utf-8") as fh:
-        fh.write(render_html(report, show_values))
+    """Write :func:`render_html` of ``report`` to ``path`` (UTF-8, owner-only).
+
+    Raises:
+        OutputError: ``path`` cannot be written (nothing is left there; exit 3).
+    """
+    from migrator.output import writing
+
+    text = render_html(report, show_values)
+    with writing(path):
+        private_parent(path)
+        with open_private(path, "w", encoding="utf-8") as fh:
+            fh.write(text)

@@ -23,11 +23,17 @@ from migrator.dumprestore.common import (
     _quiet,
     run_parallel,
 )
-from migrator.errors import (
-    ConfigError,
-)
+from migrator.errors import ConfigError, WorkerError
+from migrator.output import output_error, remove_quietly, worker_output_error
 from migrator.partprogress import PartProgress
+from migrator.postgres.capacity import cap_jobs, distinct_threads, server_capacity
+from migrator.postgres.dsn import connect, redact_dsn
 from migrator.worker.privatefiles import open_private, write_private
+
+#: Connections one dump worker opens (``migrator.worker.op_dump.READERS``).
+CONNECTIONS_PER_WORKER = 2
+SEARCH_PATH_SQL = "SHOW search_path"
+TABLE_EXISTS_SQL = "SELECT to_regclass(%s) IS NOT NULL"
 
 
 def dump_threads(
@@ -62,7 +68,10 @@ def dump_threads(
         The manifest, also written to ``<out_path>.manifest.json``.
 
     Raises:
-        ConfigError: ``out_path`` exists or its directory does not; ``jobs`` < 1.
+        ConfigError: ``out_path`` exists or its directory does not; ``jobs`` < 1; the
+            database has no checkpoint tables.
+        OutputError: ``out_path`` cannot be written (read-only, disk full); no file
+            is left.
         WorkerError: the old version failed to read the data (no file is left).
     """
     out_path = Path(out_path).resolve()
@@ -76,6 +85,61 @@ def dump_threads(
     if jobs < 1:
         raise ConfigError(f"--jobs {jobs} is not a positive number.", hint="e.g. --jobs 2")
     selected = list(threads) if threads is not None else None
+    jobs, note = _preflight(dsn, jobs, selected)
+    if note:
+        progress(f"note: {note}")
+    done = False
+    try:
+        manifest = _dump(dsn, env, out_path, jobs, shard, selected, progress, timeout)
+        done = True
+        return manifest
+    except OSError as exc:
+        raise output_error(out_path, exc) from exc
+    except WorkerError as exc:
+        written = worker_output_error(out_path, exc)
+        if written is not None:
+            raise written from exc
+        raise
+    finally:
+        # A failed dump leaves no file: not the dump, its manifest, nor a part.
+        if not done:
+            remove_quietly([out_path, manifest_path(out_path)])
+        remove_quietly(out_path.parent.glob(f"{out_path.name}.partial"))
+        remove_quietly(out_path.parent.glob(f".{out_path.name}.part*"))
+
+
+def _preflight(dsn: str, jobs: int, selected: list[str] | None) -> tuple[int, str | None]:
+    """Refuse a database without checkpoint tables (as ``backup`` does); cap ``jobs``."""
+    with connect(dsn) as conn:
+        row = conn.execute(TABLE_EXISTS_SQL, ("checkpoints",)).fetchone()
+        if not (row and row[0]):
+            searched = conn.execute(SEARCH_PATH_SQL).fetchone()
+            raise ConfigError(
+                f"no checkpoint tables in {redact_dsn(dsn)} "
+                f"(searched: {searched[0] if searched else '?'}); nothing was written.",
+                hint="point --dsn at the database (and search_path) your PostgresSaver uses.",
+            )
+        if jobs == 1:
+            return 1, None
+        work = len(selected) if selected is not None else distinct_threads(conn, jobs)
+        return cap_jobs(
+            jobs,
+            capacity=server_capacity(conn),
+            per_job=CONNECTIONS_PER_WORKER,
+            work=work,
+        )
+
+
+def _dump(
+    dsn: str,
+    env: envs.VersionEnv,
+    out_path: Path,
+    jobs: int,
+    shard: tuple[int, int] | None,
+    selected: list[str] | None,
+    progress: Progress,
+    timeout: float,
+) -> DumpManifest:
     requests: list[dict[str, Any]]
     if selected is not None:
         chunks = [selected[k::jobs] for k in range(min(jobs, max(1, len(selected))))]

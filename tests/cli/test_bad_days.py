@@ -6,6 +6,7 @@ that nothing changed in the database (its catalog and every table's rows).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -327,3 +328,155 @@ def test_a_wrong_type_in_pyproject_names_the_file_and_key(
     assert "pyproject.toml" in line and key in line, line
     assert not (tmp_path / "b").exists()
     assert db_state(loaded) == before
+
+
+# ------------------------------------------ 7: read-only path, full disk; 14; 15
+
+
+def _mount_tmpfs(where: Path, options: str) -> None:
+    where.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+
+
+@pytest.fixture
+def bad_disks(tmp_path: Path) -> Any:
+    """``(read_only, full)``: a read-only file system and an almost full one."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small or read-only file system needs root")
+    read_only, full = tmp_path / "ro", tmp_path / "full"
+    _mount_tmpfs(read_only, "ro,size=1m")
+    try:
+        _mount_tmpfs(full, "size=12k")
+        try:
+            yield read_only, full
+        finally:
+            subprocess.run(["umount", str(full)], check=False)
+    finally:
+        subprocess.run(["umount", str(read_only)], check=False)
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize("disk", ["read-only", "full"])
+def test_backup_to_a_bad_disk_exits_3_and_leaves_nothing(
+    loaded: str, bad_disks: Any, disk: str
+) -> None:
+    """Issue 12 #7: not exit 70 with a traceback."""
+    root = bad_disks[0] if disk == "read-only" else bad_disks[1]
+    before = db_state(loaded)
+    proc = run_cli("backup", "--dsn", with_password(loaded), "--out", str(root / "b"), "-q")
+    assert proc.returncode == 3, proc.stderr
+    line = error_line(proc)
+    reason = "read-only" if disk == "read-only" else "no space left"
+    assert f"cannot write {root / 'b'}" in line and reason in line, line
+    assert _files(root) == []
+    assert db_state(loaded) == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("disk", ["read-only", "full"])
+def test_dump_to_a_bad_disk_exits_3_and_leaves_no_partial_file(
+    loaded: str, bad_disks: Any, disk: str
+) -> None:
+    """Issue 12 #7: a ``*.lgdump.partial`` stayed after a full disk."""
+    root = bad_disks[0] if disk == "read-only" else bad_disks[1]
+    out = root / "d.lgdump"
+    before = db_state(loaded)
+    proc = run_cli("dump", "--dsn", with_password(loaded), "--from", "current", "--out", str(out))
+    assert proc.returncode == 3, proc.stderr
+    line = error_line(proc)
+    reason = "read-only" if disk == "read-only" else "no space left"
+    assert f"cannot write {out}" in line and reason in line, line
+    assert _files(root) == []
+    assert db_state(loaded) == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["--json", "--junit"])
+def test_verify_report_to_a_full_disk_exits_3(seeded: str, bad_disks: Any, fmt: str) -> None:
+    """Issue 12 #7: report writing."""
+    _, full = bad_disks
+    with (full / "filler").open("wb", buffering=0) as filler:  # the disk is full now
+        with contextlib.suppress(OSError):
+            while True:
+                filler.write(b"x" * 1024)
+    before = db_state(seeded)
+    report = full / "report.out"
+    proc = run_cli("verify", "--dsn", with_password(seeded), fmt, str(report), "-q")
+    assert proc.returncode == 3, proc.stderr
+    line = error_line(proc)
+    assert f"cannot write {report}" in line and "no space left" in line, line
+    assert _files(full) == ["filler"]
+    assert db_state(seeded) == before
+
+
+@pytest.mark.parametrize("command", ["backup", "dump"])
+def test_no_checkpoint_tables_is_the_same_exit_2_for_backup_and_dump(
+    pg_default: Any, tmp_path: Path, command: str
+) -> None:
+    """Issue 12 #15: dump said exit 3 with a raw SQL error."""
+    from migrator.postgres import scratch_database
+
+    with scratch_database(pg_default) as empty:
+        before = db_state(empty)
+        out = ["--out", str(tmp_path / "b")]
+        if command == "dump":
+            out = ["--from", "current", "--out", str(tmp_path / "d.lgdump")]
+        proc = run_cli(command, "--dsn", with_password(empty), *out, "-q")
+        assert proc.returncode == 2, proc.stderr
+        line = error_line(proc)
+        assert "no checkpoint tables in" in line and "(searched:" in line, line
+        assert "Hint: point --dsn at the database" in line
+        assert _files(tmp_path) == []
+        assert db_state(empty) == before
+
+
+def test_backup_jobs_are_capped_by_the_threads_there_are(loaded: str, tmp_path: Path) -> None:
+    """Issue 12 #14: ``backup --jobs 300`` used up the server's connections."""
+    proc = run_cli("backup", "--dsn", loaded, "--out", str(tmp_path / "b"), "--jobs", "300")
+    assert proc.returncode == 0, proc.stderr
+    notes = [ln for ln in proc.stderr.splitlines() if "note: --jobs 300 lowered to" in ln]
+    assert len(notes) == 1, proc.stderr
+    manifest = (tmp_path / "b" / "manifest.json").read_text()
+    import json
+
+    jobs = json.loads(manifest)["jobs"]
+    with psycopg.connect(loaded) as conn:
+        threads = conn.execute("SELECT count(DISTINCT thread_id) FROM checkpoints").fetchone()
+    assert threads is not None and jobs == threads[0] < 300
+
+
+@pytest.mark.slow
+def test_dump_jobs_are_capped_by_the_threads_there_are(loaded: str, tmp_path: Path) -> None:
+    """Issue 12 #14: ``dump --jobs 16`` started 16 workers for 10 threads."""
+    with psycopg.connect(loaded) as conn:
+        row = conn.execute("SELECT count(DISTINCT thread_id) FROM checkpoints").fetchone()
+    assert row is not None and row[0] < 16
+    out = tmp_path / "d.lgdump"
+    proc = run_cli("dump", "--dsn", loaded, "--from", "current", "--out", str(out), "--jobs", "16")
+    assert proc.returncode == 0, proc.stderr
+    assert f"note: --jobs 16 lowered to {row[0]}: there are only {row[0]} thread(s)" in (
+        proc.stderr
+    )
+    import json
+
+    parts = json.loads((tmp_path / "d.lgdump.manifest.json").read_text()).get("parts") or []
+    assert len(parts) == row[0]
+
+
+def test_jobs_are_capped_by_the_connections_the_server_can_spare() -> None:
+    from migrator.postgres.capacity import Capacity, cap_jobs
+
+    capacity = Capacity(max_connections=100, free=40, spare=30)
+    assert cap_jobs(300, capacity=capacity)[0] == 30
+    assert cap_jobs(300, capacity=capacity, per_job=2, work=1000)[0] == 15
+    jobs, note = cap_jobs(8, capacity=capacity, work=3)
+    assert jobs == 3 and note is not None and "only 3 thread(s)" in note
+    assert cap_jobs(4, capacity=capacity, work=10) == (4, None)
+    assert cap_jobs(4, capacity=Capacity(100, 0, 0))[0] == 1
