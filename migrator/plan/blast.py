@@ -42,9 +42,10 @@ METADATA_RAW_FROM = (2, 0, 25)
 #: langgraph from which DeltaChannel exists (H-DELTA-ROLLBACK).
 DELTA_FROM = (1, 2)
 
-#: One pass over ``checkpoints``: per thread, its latest root checkpoint id, whether
-#: it has child namespaces, ``lc`` envelopes in ``metadata.writes``, delta markers.
-#: Then primary-key lookups for the latest root checkpoint only. Read only.
+#: One pass over ``checkpoints``: per thread, its latest root checkpoint id, its latest
+#: child checkpoint id, ``lc`` envelopes in ``metadata.writes``, delta markers. Then
+#: primary-key lookups (``LATERAL``) of the latest root checkpoint and its writes only:
+#: a plain join lets the planner scan both tables again. Read only.
 THREAD_SCAN_SQL = """
 WITH per_thread AS (
     SELECT thread_id,
@@ -52,25 +53,30 @@ WITH per_thread AS (
            max(checkpoint_id) FILTER (WHERE checkpoint_ns <> '') AS child_latest,
            bool_or(metadata ? 'writes' AND jsonb_typeof(metadata -> 'writes') = 'object'
                    AND strpos((metadata -> 'writes')::text, '"lc": ') > 0) AS lc_writes,
-           bool_or(metadata ? 'counters_since_delta_snapshot'
-                   OR metadata ? 'delta_writes_versioned') AS delta
+           bool_or(metadata ?| array['counters_since_delta_snapshot',
+                                     'delta_writes_versioned']) AS delta
     FROM checkpoints
     GROUP BY thread_id
 ), flags AS (
     SELECT p.thread_id,
-           coalesce(c.checkpoint ->> 'v', '0') AS fmt,
+           coalesce(c.fmt, '0') AS fmt,
            coalesce(p.child_latest >= p.latest, false) AS subgraph, p.lc_writes, p.delta,
-           coalesce(c.checkpoint -> 'pending_sends' NOT IN ('[]'::jsonb, '["json", "W10="]'::jsonb),
-                    false) AS sends,
-           EXISTS (SELECT 1 FROM checkpoint_writes w
-                   WHERE w.thread_id = p.thread_id AND w.checkpoint_ns = ''
-                     AND w.checkpoint_id = p.latest AND w.channel <> '__interrupt__') AS pending,
-           EXISTS (SELECT 1 FROM checkpoint_writes w
-                   WHERE w.thread_id = p.thread_id AND w.checkpoint_ns = ''
-                     AND w.checkpoint_id = p.latest AND w.channel = '__interrupt__') AS interrupt
+           coalesce(c.sends NOT IN ('[]'::jsonb, '["json", "W10="]'::jsonb), false) AS sends,
+           coalesce(w.pending, false) AS pending,
+           coalesce(w.interrupt, false) AS interrupt
     FROM per_thread p
-    LEFT JOIN checkpoints c
-      ON c.thread_id = p.thread_id AND c.checkpoint_ns = '' AND c.checkpoint_id = p.latest
+    LEFT JOIN LATERAL (
+        SELECT c.checkpoint ->> 'v' AS fmt, c.checkpoint -> 'pending_sends' AS sends
+        FROM checkpoints c
+        WHERE c.thread_id = p.thread_id AND c.checkpoint_ns = '' AND c.checkpoint_id = p.latest
+        LIMIT 1
+    ) c ON true
+    LEFT JOIN LATERAL (
+        SELECT bool_or(w.channel <> '__interrupt__') AS pending,
+               bool_or(w.channel = '__interrupt__') AS interrupt
+        FROM checkpoint_writes w
+        WHERE w.thread_id = p.thread_id AND w.checkpoint_ns = '' AND w.checkpoint_id = p.latest
+    ) w ON true
 )
 SELECT fmt, pending, subgraph AS paused_subgraph, interrupt, sends, lc_writes, delta,
        count(*) AS threads,
