@@ -111,6 +111,12 @@ def plan_cmd(
     help="Version set that wrote the data (needed by --fallback dump-restore).",
 )
 @click.option("--dry-run", is_flag=True, help="Only plan (same as `plan`).")
+@click.option(
+    "--conformance",
+    is_flag=True,
+    help="Afterwards run langgraph's checkpointer conformance suite (pinned) with your "
+    "serde on a CREATE DATABASE ... TEMPLATE copy, never the live database.",
+)
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write the report.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
 def migrate_cmd(
@@ -128,6 +134,7 @@ def migrate_cmd(
     fallback: str | None,
     from_spec: str | None,
     dry_run: bool,
+    conformance: bool,
     json_out: Path | None,
     quiet: bool,
 ) -> None:
@@ -140,7 +147,7 @@ def migrate_cmd(
     then verify again) -> record the run. Exit 0 done, 1 unsafe plan or breaking drift
     without the fallback (undone), 2 usage, 3 database, 4 lock not acquired (safe to
     retry), 5 failed and undone or restored (the message says what state the database
-    is in).
+    is in). With --conformance, a failed suite is exit 1 (the migration stays done).
     """
     from migrator import report as reports
     from migrator.errors import ConfigError
@@ -179,8 +186,23 @@ def migrate_cmd(
         progress=_progress(quiet),
         confirm=lambda question: click.confirm(question, default=False, err=True),
     )
-    reports.render_text(outcome.report)
+    report = outcome.report
+    if conformance and outcome.error is None:
+        report = _with_conformance(report, dsn, to_spec, schema, quiet)
+    reports.render_text(report)
     if json_out:
-        reports.write_json(outcome.report, json_out)
+        reports.write_json(report, json_out)
     if outcome.error is not None:
         raise outcome.error
+    if any(c.check == "conformance" and c.status == "fail" for c in report.checks):
+        sys.exit(1)
+
+
+def _with_conformance(report: Any, dsn: str, to_spec: str, schema: str | None, quiet: bool) -> Any:
+    """``report`` with the conformance suite's check (``migrate --conformance``)."""
+    import dataclasses
+
+    from migrator.conformance import run_conformance
+
+    check = run_conformance(dsn, to_spec, schema=schema, progress=_progress(quiet))
+    return dataclasses.replace(report, checks=(*report.checks, check))
