@@ -174,14 +174,44 @@ def restore_backup(
     with conn, migrator_lock(dsn, wait=lock_wait, held=lock_held):
         try:
             return _restore(conn, manifest, tables, into_new_schema, say)
+        except KeyboardInterrupt as exc:
+            raise _rolled_back(exc) from None
         except psycopg.errors.LockNotAvailable as exc:
+            if (interrupt := _interrupt_in(exc)) is not None:
+                raise _rolled_back(interrupt) from None
             raise LockTimeoutError(
                 f"restore of {backup_dir.name}: the live tables stayed locked for "
                 f"{SWAP_LOCK_TIMEOUT}; nothing was changed.",
                 hint="retry when the application is quiet (safe to retry).",
             ) from exc
         except psycopg.Error as exc:
+            if (interrupt := _interrupt_in(exc)) is not None:
+                raise _rolled_back(interrupt) from None
             raise db_error("restore", dsn, exc) from exc
+
+
+#: What an interrupted restore says: it runs in one transaction, which is rolled back.
+INTERRUPTED_NOTE = "interrupted; nothing changed (the restore's transaction was rolled back)"
+
+
+def _interrupt_in(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM behind ``exc``: a statement in the aborted transaction (the
+    ``search_path`` reset on the way out) fails with a psycopg error that hides it."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _rolled_back(interrupt: KeyboardInterrupt) -> KeyboardInterrupt:
+    """``interrupt`` (Ctrl-C or SIGTERM, its type kept) noting that nothing changed."""
+    if INTERRUPTED_NOTE not in getattr(interrupt, "__notes__", ()):
+        interrupt.add_note(INTERRUPTED_NOTE)
+    return interrupt
 
 
 def _restore(

@@ -69,10 +69,13 @@ def _main(argv: list[str], *, raiseerr: bool) -> None:
     try:
         rc = cli.main(args=argv, prog_name="langgraph-migrator", standalone_mode=False)
     except click.exceptions.Abort as exc:
+        # What the interrupted command said about the state it left (its note), if it did.
+        notes = getattr(exc.__cause__, "__notes__", None) or []
         if isinstance(exc.__cause__, _Terminated):
-            click.echo("terminated (SIGTERM): workers stopped, temporary state removed.", err=True)
+            said = notes[0] if notes else "workers stopped, temporary state removed."
+            click.echo(f"terminated (SIGTERM): {said}", err=True)
             sys.exit(EXIT_TERMINATED)
-        click.echo("aborted.", err=True)
+        click.echo(notes[0] if notes else "aborted.", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -480,3 +481,104 @@ def test_jobs_are_capped_by_the_connections_the_server_can_spare() -> None:
     assert jobs == 3 and note is not None and "only 3 thread(s)" in note
     assert cap_jobs(4, capacity=capacity, work=10) == (4, None)
     assert cap_jobs(4, capacity=Capacity(100, 0, 0))[0] == 1
+
+
+# ------------------------------------------------- 12: interrupted restore-backup
+
+
+BIG_BLOBS_SQL = (
+    "INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)"
+    " SELECT 'big', '', 'c', g::text, 'bytes', decode(repeat(md5(g::text), 64), 'hex')"
+    " FROM generate_series(1, 60000) AS g"
+)
+
+
+@pytest.mark.parametrize("phase", ["loading", "swap"])
+@pytest.mark.parametrize(
+    ("sig", "code", "line"),
+    [
+        (signal.SIGINT, 130, "interrupted; nothing changed"),
+        (signal.SIGTERM, 143, "terminated (SIGTERM): interrupted; nothing changed"),
+    ],
+    ids=["SIGINT", "SIGTERM"],
+)
+def test_interrupted_restore_backup_exits_130_or_143_and_changes_nothing(
+    loaded: str, tmp_path: Path, sig: int, code: int, line: str, phase: str
+) -> None:
+    """Issue 12 #12: it said exit 3, "current transaction is aborted"."""
+    from migrator import backup
+
+    if phase == "loading":
+        _execute(loaded, BIG_BLOBS_SQL)  # ~60 MB: the signal comes while it loads
+    backup.create_backup(loaded, tmp_path / "b")
+    _execute(loaded, "DELETE FROM checkpoint_writes")  # something for the restore to undo
+    before = db_state(loaded)
+    with psycopg.connect(loaded) as holder:  # the app reads: the swap waits for its lock
+        holder.execute("SELECT 1 FROM checkpoints LIMIT 1")
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from migrator.cli import main; main()", "restore-backup"]
+            + ["--dsn", with_password(loaded), str(tmp_path / "b")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            if phase == "loading":
+                _wait_for_stderr(proc, "loading checkpoint_blobs")
+            else:
+                _wait_for_lock_wait(loaded, proc)
+            proc.send_signal(sig)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == code, err
+    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("…")]
+    assert len(lines) == 1 and lines[0].startswith(line), err
+    assert SECRET not in out + err and "Traceback" not in err
+    assert db_state(loaded) == before
+
+
+def _wait_for_stderr(proc: subprocess.Popen[str], needle: str) -> None:
+    assert proc.stderr is not None
+    for got in proc.stderr:
+        if needle in got:
+            return
+    raise AssertionError(f"restore-backup ended before {needle!r}: {proc.communicate()}")
+
+
+def _wait_for_lock_wait(dsn: str, proc: subprocess.Popen[str], timeout: float = 120) -> None:
+    """Until some session of this database waits for a lock (the restore's swap)."""
+    import time
+
+    query = (
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND wait_event_type = 'Lock'"
+    )
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(query).fetchone()
+            if row and row[0]:
+                return
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+    raise AssertionError("restore-backup never waited for the lock")
+
+
+def test_an_interrupt_hidden_behind_a_failed_statement_is_found() -> None:
+    """Issue 12 #12: Ctrl-C in a COPY aborts the transaction; the next statement's error
+    (``current transaction is aborted``) must not turn the interrupt into exit 3."""
+    from migrator.backup_restore import INTERRUPTED_NOTE, _interrupt_in, _rolled_back
+
+    interrupt = KeyboardInterrupt()
+    try:
+        try:
+            raise interrupt
+        except KeyboardInterrupt:
+            raise psycopg.errors.InFailedSqlTransaction("current transaction is aborted")  # noqa: B904
+    except psycopg.Error as exc:
+        assert _interrupt_in(exc) is interrupt
+    assert _interrupt_in(psycopg.errors.QueryCanceled("x")) is None
+    assert _rolled_back(interrupt).__notes__ == [INTERRUPTED_NOTE]
+    assert _rolled_back(interrupt).__notes__ == [INTERRUPTED_NOTE]  # noted once
