@@ -24,6 +24,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip uv
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[test]'
+	@sh ci/install-test-tools.sh
 	@touch $(STAMP)
 
 ## The main job on the embedded default: ephemeral Postgres, real old -> new check.
