@@ -202,7 +202,9 @@ def canary_group() -> None:
 @click.option("--canary", "canaries", multiple=True, metavar="NAME", help="Only these canaries.")
 @click.option("--canaries", "user_canaries", default=None, metavar="MODULE:ATTR", help="Your own.")
 @click.option(
-    "--reseed", is_flag=True, help="Delete the existing canary threads (only those) first."
+    "--reseed",
+    is_flag=True,
+    help="Replace the existing canary threads (only those), in one transaction with the new ones.",
 )
 @click.option("--wait", default=60.0, show_default=True, help="Seconds to wait for the lock.")
 @click.option("--timeout", default=600.0, show_default=True, help="Seconds one step may take.")
@@ -225,8 +227,10 @@ def canary_seed(
 
     Seed canary threads into the app's database with the version it runs today
     and store what that version reads (the goldens) in the ledger. Never runs
-    setup(): the checkpoint tables must exist. Exit 0 ok, 1 a canary failed,
-    2 usage (no tables, already seeded), 3 environment, 4 lock busy.
+    setup(): the checkpoint tables must exist. Seeds into a shadow copy first; the
+    live tables change in one transaction at the end, or not at all. Exit 0 ok,
+    1 a canary failed, 2 usage (no tables, already seeded, canaries that do not
+    load), 3 environment (damaged ledger), 4 lock busy.
     """
     result = api.canary_seed(
         dsn,
