@@ -33,7 +33,7 @@ from migrator.errors import ConfigError, ConnectError, MigratorError, WorkerErro
 from migrator.policy import Policy, load_policy
 from migrator.postgres import Server, provision, redact_dsn
 from migrator.report import Check, Report
-from migrator.serde.delta import delta_checks
+from migrator.serde.delta import attribute_semantics, delta_checks
 from migrator.serde.strict import annotate_checks, for_env
 from migrator.threads import copy_threads
 
@@ -414,6 +414,9 @@ def _check(
             else "the dump/restore fallback does not cure every breaking difference (see fallback)"
         )
     checks += delta_checks(main, golden.get("versions", {}), after.get("versions", {}))
+    checks = attribute_semantics(
+        checks, main, golden.get("versions", {}), after.get("versions", {})
+    )
     checks = annotate_checks(checks, after, new_vs.label)
     return Report(
         command="upgrade-check",

@@ -10,6 +10,7 @@ counters, or whose ``channel_values`` mark a channel ``true`` with a stored blob
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,8 +21,11 @@ from migrator.postgres import redact_dsn
 from migrator.report import Check
 
 HAZARD = "H-DELTA-ROLLBACK"
+SEMANTICS = "H-DELTA-SEMANTICS"
 #: The first langgraph release with ``DeltaChannel``.
 DELTA_SINCE = (1, 2)
+#: The first release whose messages delta reducer honours REMOVE_ALL_MESSAGES.
+REMOVE_ALL_SINCE = (1, 2, 24)
 SHOWN = 20
 
 DELTA_THREADS_SQL = """
@@ -63,11 +67,11 @@ def delta_threads(dsn: str) -> list[str]:
         ) from exc
 
 
-def _release(version: Any) -> tuple[int, ...] | None:
+def _release(version: Any, parts_wanted: int = 2) -> tuple[int, ...] | None:
     if not isinstance(version, str):
         return None
     parts = []
-    for piece in version.split(".")[:2]:
+    for piece in version.split(".")[:parts_wanted]:
         digits = "".join(ch for ch in piece if ch.isdigit())
         if not digits:
             return None
@@ -126,4 +130,40 @@ def delta_checks(dsn: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> li
                 details=details,
             )
         )
+    return out
+
+
+def attribute_semantics(
+    checks: list[Check], dsn: str, old: Mapping[str, Any], new: Mapping[str, Any]
+) -> list[Check]:
+    """Name H-DELTA-SEMANTICS on breaking drift of delta-channel threads across 1.2.24.
+
+    Identical rows read back differently when the old version's delta reducer
+    ignored ``REMOVE_ALL_MESSAGES`` and the new one honours it (or back): a
+    breaking difference without a hazard of its own, in a thread that uses a
+    delta channel, is attributed to it.
+    """
+    before = _release(old.get("langgraph"), 3)
+    after = _release(new.get("langgraph"), 3)
+    if before is None or after is None or before < DELTA_SINCE or after < DELTA_SINCE:
+        return checks
+    if (before >= REMOVE_ALL_SINCE) == (after >= REMOVE_ALL_SINCE):
+        return checks
+    if not any(c.check in ("drift", "resume") and c.status == "fail" for c in checks):
+        return checks
+    delta = set(delta_threads(dsn))
+    out = []
+    for check in checks:
+        thread = check.thread_id or (f"canary:{check.canary}" if check.canary else None)
+        if check.check not in ("drift", "resume") or check.status != "fail" or thread not in delta:
+            out.append(check)
+            continue
+        diffs = tuple(
+            {**d, "hazard": SEMANTICS}
+            if d.get("severity") == "breaking" and not d.get("hazard")
+            else d
+            for d in check.differences
+        )
+        hazards = tuple(sorted({*check.hazards, SEMANTICS}))
+        out.append(dataclasses.replace(check, differences=diffs, hazards=hazards))
     return out

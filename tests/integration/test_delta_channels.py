@@ -131,3 +131,24 @@ def test_gate_flags_a_target_that_cannot_read_delta_threads(
     assert found[0]["details"]["threads"] == 1
     assert found[0]["details"]["thread_ids"] == [THREAD]
     assert "H-DELTA-ROLLBACK" in found[0]["hazards"]
+
+
+def test_gate_names_delta_semantics_1_2_23_to_1_2_24(tmp_path: Path) -> None:
+    out = tmp_path / "gate.json"
+    proc = subprocess.run(
+        [sys.executable, "-c", "from migrator.cli import main; main()"]
+        + ["upgrade-check", "--from", SPEC_1_2_23, "--to", "current", "--pg", "local"]
+        + ["--canary", "delta_messages", "--fallback", "none", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        stdin=subprocess.DEVNULL,
+    )
+    assert out.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    drift = [c for c in report["checks"] if c["check"] == "drift" and c["status"] == "fail"]
+    assert [c["canary"] for c in drift] == ["delta_messages"], drift
+    assert "H-DELTA-SEMANTICS" in drift[0]["hazards"]
+    # both sides read delta channels: no rollback finding
+    assert not [c for c in report["checks"] if c["check"] == "delta-read"]
