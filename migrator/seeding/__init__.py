@@ -337,8 +337,17 @@ def _store(
     seeded threads' rows come in from ``shadow``, each good golden is stored."""
     versions = dict(golden.get("versions") or {})
     new = [t["thread_id"] for t in seeded if t["status"] == "seeded"]
-    replace_threads(conn, shadow, existing, new)
-    ledger.forget_threads(dsn, sorted({*existing, *new}), conn=conn)
+    clash = _existing(dsn, [t for t in new if t not in existing])
+    if clash:
+        raise ConfigError(
+            f"threads {', '.join(clash)} already exist in {redact_dsn(dsn)} and are not "
+            "canaries this ledger knows; nothing was written.",
+            hint="give those canaries other thread ids: a thread the app wrote is never replaced",
+        )
+    # A canary whose new seed failed keeps its old thread: nothing is deleted unreplaced.
+    replaced = [t for t in existing if t in set(new)]
+    replace_threads(conn, shadow, replaced, new)
+    ledger.forget_threads(dsn, new, conn=conn)
     for t in seeded:
         if t["status"] != "seeded":
             continue

@@ -582,3 +582,34 @@ def test_an_interrupt_hidden_behind_a_failed_statement_is_found() -> None:
     assert _interrupt_in(psycopg.errors.QueryCanceled("x")) is None
     assert _rolled_back(interrupt).__notes__ == [INTERRUPTED_NOTE]
     assert _rolled_back(interrupt).__notes__ == [INTERRUPTED_NOTE]  # noted once
+
+
+@pytest.mark.slow
+def test_a_canary_whose_thread_id_an_app_thread_uses_is_refused(
+    seeded: str, tmp_path: Path
+) -> None:
+    """Seeding in a shadow copy must not lose the old guard: an app's thread is never
+    replaced by a canary's."""
+    _execute(
+        seeded,
+        "INSERT INTO checkpoints SELECT 'app:order-1', checkpoint_ns, checkpoint_id,"
+        " parent_checkpoint_id, type, checkpoint, metadata FROM checkpoints"
+        " WHERE thread_id = 'canary:messages'",
+    )
+    (tmp_path / "clashing.py").write_text(
+        "from migrator.worker.canaries.flow import MessagesCanary\n\n"
+        "class Clash(MessagesCanary):\n"
+        "    name = 'clash'\n\n"
+        "    @property\n"
+        "    def thread_id(self):\n"
+        "        return 'app:order-1'\n\n"
+        "CANARIES = [Clash()]\n"
+    )
+    before = db_state(seeded)
+    proc = run_cli(
+        "canary", "seed", "--dsn", with_password(seeded), "--with", "current",
+        "--canaries", "clashing:CANARIES", "--canary", "clash", "--reseed", "-q", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "app:order-1 already exist" in error_line(proc)
+    assert db_state(seeded) == before
