@@ -141,7 +141,11 @@ class MigratorError(Exception):
         self.hint = scrub(hint) if hint else hint
 
     def __str__(self) -> str:
-        return scrub(f"{self.message} Hint: {self.hint}" if self.hint else self.message)
+        if not self.hint:
+            return scrub(self.message)
+        # "... payload. Hint: ...", never "... payload Hint: ...".
+        sep = " " if self.message.rstrip().endswith((".", "!", "?", ":", ";")) else ". "
+        return scrub(f"{self.message.rstrip()}{sep}Hint: {self.hint}")
 
 
 class VerificationError(MigratorError):

@@ -101,8 +101,8 @@ KEY_HINT = (
     "name the app's encrypting serializer (serde in [tool.langgraph-migrator.app] or --serde)"
 )
 APP_HINT = (
-    "put the app's import roots and graphs in [tool.langgraph-migrator.app] of its "
-    "pyproject.toml (or pass --app-path DIR / --graph NAME=MODULE:ATTR), and make its "
+    "check [tool.langgraph-migrator.app] in the app's pyproject.toml (paths, graphs, "
+    "serde, requirements; --app-path/--graph/--serde override it) and that the app's "
     "modules import in that version environment"
 )
 

@@ -33,6 +33,10 @@ class AppConfigError(Exception):
     """
 
 
+class UnknownThreadGraph(AppConfigError):
+    """No graph of the profile can be told to be a thread's (that thread is reported)."""
+
+
 @dataclass
 class WorkerApp:
     """The profile as the worker received it (see ``docs/app-profile.md``)."""
@@ -62,6 +66,20 @@ class WorkerApp:
             )
         except (ValueError, TypeError, AttributeError) as exc:
             raise AppConfigError(f"{ENV_VAR} is not a valid app profile: {exc}") from exc
+
+    def check(self) -> None:
+        """Import every ``module:attr`` the profile names, so a typo fails the op at once
+        (naming the key) instead of silently disabling what needs it later.
+
+        Raises:
+            AppConfigError: a module does not import or lacks the attribute.
+        """
+        for name, spec in sorted(self.graphs.items()):
+            self.obj(spec, f"graph {name}")
+        if self.serde:
+            self.obj(self.serde, "serde")
+        if self.thread_graph:
+            self.obj(self.thread_graph, "thread_graph")
 
     def apply_paths(self) -> None:
         """Put the app's import roots first on ``sys.path`` (once each)."""
@@ -216,7 +234,7 @@ def choose_graph(
             )
         return chosen
     shown = ", ".join(candidates) if candidates else "none of " + ", ".join(sorted(app.graphs))
-    raise AppConfigError(
+    raise UnknownThreadGraph(
         f"cannot tell which graph thread {thread_id} belongs to: its nodes "
         f"({', '.join(sorted(nodes)) or 'none'}) match {shown}; "
         "name it with thread_graph in the app profile (--thread-graph MODULE:FUNCTION)"
@@ -227,7 +245,7 @@ def graph_of_thread(app: WorkerApp, saver: Any, thread_id: str) -> str:
     """:func:`choose_graph` for a thread, from its latest root checkpoint."""
     tup = saver.get_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}})
     if tup is None:
-        raise AppConfigError(f"thread {thread_id} has no root checkpoint to tell its graph by")
+        raise UnknownThreadGraph(f"thread {thread_id} has no root checkpoint to tell its graph by")
     nodes = recorded_nodes(tup.checkpoint, tup.metadata)
     return choose_graph(app, thread_id, nodes, tup.metadata)
 
@@ -243,6 +261,8 @@ def current() -> WorkerApp | None:
         if app is not None:
             app.apply_paths()
         _CURRENT.append(app)
+        if app is not None:
+            app.check()
     return _CURRENT[0]
 
 

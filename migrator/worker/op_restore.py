@@ -159,7 +159,7 @@ def _graph_source(records: list[dict[str, Any]], graph: Any) -> tuple[Any | None
         nodes = worker_app.recorded_nodes(last["checkpoint"], last["metadata"])
         name = worker_app.choose_graph(app, thread_id, nodes, last["metadata"])
         return app.obj(app.graphs[name], f"graph {name}"), None
-    except worker_app.AppConfigError as exc:
+    except worker_app.UnknownThreadGraph as exc:  # a broken profile fails the op instead
         return None, str(exc)
 
 

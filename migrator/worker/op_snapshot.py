@@ -342,7 +342,12 @@ def _read_app_graph(
     try:
         name = worker_app.graph_of_thread(app, saver, thread_id)
         graph = app.graph(name, saver)
-    except Exception as exc:  # noqa: BLE001 - no graph: no state, no history
+    except worker_app.UnknownThreadGraph as exc:
+        error = error_entry(exc)
+        return {"error": str(exc)}, error, (error if include_history else None)
+    except worker_app.AppConfigError:
+        raise  # the profile names code that does not load: a configuration error
+    except Exception as exc:  # noqa: BLE001 - e.g. unreadable before setup(): no state
         error = error_entry(exc)
         return {"error": str(error)}, error, (error if include_history else None)
     state, history = _read_state(graph, thread_id, include_history)

@@ -316,3 +316,31 @@ def test_app_requirements_are_installed_into_a_spec_env(
         check=False,
     )
     assert proc.stdout.strip() == "1.16.0", proc.stderr
+
+
+def test_a_typo_in_a_graph_is_exit_2_naming_it_not_a_silent_skip(
+    app_db: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A graph the profile names but that does not load would disable the task-id cure."""
+    monkeypatch.chdir(APP_DIR)
+    out = tmp_path / "app.lgdump"
+    code, output = run_cli(
+        capsys,
+        "dump",
+        "--graph",
+        "returns=orderbot.graphs:build_retruns",
+        "--dsn",
+        app_db,
+        "--from",
+        OLD,
+        "--out",
+        str(out),
+        "-q",
+    )
+    assert code == 2, output
+    assert "graph returns" in output and "build_retruns" in output
+    assert ". Hint: check [tool.langgraph-migrator.app]" in output
+    assert not out.exists()
