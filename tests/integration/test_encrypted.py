@@ -247,3 +247,19 @@ def test_migrate_fallback_dump_restore_keeps_encrypted_values(
     for path in tmp_path.rglob("*"):
         if path.is_file():
             _no_secret(path.read_bytes())
+
+
+def test_scan_types_reads_encrypted_rows_through_the_apps_serde(enc_db: str, key: str) -> None:
+    proc = _cli(key, "scan-types", "--dsn", enc_db, "--json", "-", "-q", *APP_FLAGS)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    scan = json.loads(proc.stdout)
+    stored = _types(enc_db)
+    assert scan["encrypted"]["aes"] == sum(n for t, n in stored.items() if t.endswith("+aes"))
+    assert scan["plaintext_rows"] > 0  # order-2 is plaintext
+    found = {t["type"]: t for t in scan["types"]}
+    assert set(APP_TYPES) <= set(found)
+    assert found["orderbot.models.Order"]["threads"] == 3  # inside ciphertext too
+    _no_secret(proc.stdout, proc.stderr)
+    wrong = _cli(secrets.token_hex(16), "scan-types", "--dsn", enc_db, "-q", *APP_FLAGS)
+    assert wrong.returncode == 2, wrong.stdout[-3000:] + wrong.stderr[-3000:]
+    assert KEY_ENV in wrong.stdout + wrong.stderr
