@@ -87,6 +87,8 @@ class DumpManifest:
         blobs: Blob records (distinct channel values, each stored once).
         parts: The file's gzip members (one unless dumped with ``--jobs``).
         selected: The dump holds only threads named with ``--thread``.
+        encrypted: The dump is encrypted with the app's cipher (an encrypted
+            database: it never holds plaintext values; restoring needs the key).
     """
 
     path: Path
@@ -101,6 +103,7 @@ class DumpManifest:
     blobs: int = 0
     parts: tuple[DumpPart, ...] = ()
     selected: bool = False
+    encrypted: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest as written next to the dump."""
@@ -117,6 +120,7 @@ class DumpManifest:
             "versions": self.versions,
             "shard": list(self.shard) if self.shard else None,
             "selected": self.selected,
+            "encrypted": self.encrypted,
             "parts": [p.to_dict() for p in self.parts],
         }
 
@@ -192,6 +196,7 @@ def manifest_from(path: Path, data: dict[str, Any]) -> DumpManifest:
         blobs=int(data.get("blobs", 0)),
         parts=parts,
         selected=bool(data.get("selected", False)),
+        encrypted=bool(data.get("encrypted", False)),
     )
 
 
@@ -233,6 +238,7 @@ def merge_parts(path: Path, results: Sequence[dict[str, Any]], **extra: Any) -> 
         blobs=sum(int(r.get("blobs", 0)) for r in results),
         parts=tuple(parts),
         selected=bool(extra.get("selected", False)),
+        encrypted=any(bool(r.get("encrypted")) for r in results),
     )
 
 

@@ -117,6 +117,8 @@ def dump(
         f"{manifest.records} checkpoints of {len(manifest.threads)} thread(s) -> "
         f"{out_path} ({manifest.size} bytes, sha256 {manifest.sha256[:12]})"
     )
+    if manifest.encrypted:
+        click.echo("encrypted with your serde's cipher: restoring it needs the same key")
     if manifest.types:
         click.echo(f"types: {', '.join(manifest.types)}")
     for error in manifest.errors:

@@ -161,6 +161,8 @@ def test_dump_and_restore_round_trip_encrypted(
     manifest = Path(f"{out}.manifest.json").read_text()
     _no_secret(raw, manifest, proc.stdout, proc.stderr)
     assert "orderbot.models.Order" in manifest
+    assert json.loads(manifest)["encrypted"] is True
+    assert "needs the same key" in proc.stdout
 
     new_env = _env("current")
     with scratch_database(pg_default) as target:
