@@ -194,6 +194,7 @@ def _apply(
 ) -> None:
     apply_schema(run, env, plan, outcome)
     _verify(run, env, run.settings)
+    _unproven_data_hazards(run, plan)
     _record(run, plan, outcome)
 
 
@@ -296,6 +297,41 @@ def _verify(run: _Run, env: envs.VersionEnv, settings: MigrateSettings) -> None:
             + ".",
             failed,
         )
+
+
+def _unproven_data_hazards(run: _Run, plan: Plan) -> None:
+    """Stored threads a breaking data hazard reaches, with no canary to prove them safe.
+
+    Canaries seeded by the old version show H-TASK-ID and its kin as drift, which
+    sends ``migrate`` to the fallback. Without any (nothing seeded), the plan's
+    blast radius is all there is: a database with threads at risk is treated as
+    drift, so ``--fallback dump-restore`` cures them and ``--fallback none``
+    undoes the migration (exit 1) instead of leaving them broken under PASS.
+
+    Raises:
+        DriftError: threads at risk and no canary verified.
+    """
+    verified = [c for c in run.checks if c.check == "verify" and c.status != "skip"]
+    data = plan.data
+    if verified or data is None or data.at_risk == 0:
+        return
+    reaches = [r for r in data.reaches if r.breaking and r.threads]
+    named = "; ".join(
+        f"{r.hazard}: {r.threads} thread(s) ({', '.join(r.thread_ids[:3])})" for r in reaches
+    )
+    check = Check(
+        "verify",
+        "fail",
+        f"no canary was verified, and the plan found {data.at_risk} stored thread(s) "
+        f"a breaking data hazard reaches: {named}",
+    )
+    run.checks.append(check)
+    raise DriftError(
+        f"{data.at_risk} stored thread(s) are at risk ({named}) and no canary proves "
+        "the in-place upgrade safe for them.",
+        [check],
+        unproven=True,
+    )
 
 
 def _record(run: _Run, plan: Plan, outcome: MigrateOutcome) -> None:

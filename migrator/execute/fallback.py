@@ -134,7 +134,7 @@ def _restore_pre_migrate(run: _Run, backup_path: Path) -> str:
         lock_held=True,
         progress=run.progress,
     )
-    return _swap(settings.dsn, shadow, live, f"{OLD_PREFIX}{stamp}")
+    return _swap(settings.dsn, shadow, live, f"{OLD_PREFIX}{stamp}", run.progress)
 
 
 def _fallback(
@@ -177,6 +177,25 @@ def _fallback(
             )
         if result.old_schema:
             kept.append(result.old_schema)
+        for line in result.uncured[:20]:
+            run.notes.append(f"not cured: {line}")
+        if result.uncured:
+            shown = "; ".join(result.uncured[:3])
+            run.checks.append(
+                Check(
+                    "fallback-cure",
+                    "fail" if drift.unproven else "warn",
+                    f"the task-id transform could not be applied to {len(result.uncured)} "
+                    f"thread(s): {shown}",
+                )
+            )
+            if drift.unproven:  # no canary to prove these threads safe: never claim a cure
+                raise MigrationError(
+                    f"the task-id transform could not be applied to {len(result.uncured)} "
+                    f"thread(s) at risk ({shown})",
+                    hint="name the app's graphs in [tool.langgraph-migrator.app] (or "
+                    "--graph/--thread-graph) so every thread's graph is known, then rerun",
+                )
         run.checks.append(
             Check(
                 "fallback-dump-restore",

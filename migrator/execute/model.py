@@ -77,9 +77,11 @@ class MigrateSettings:
 class DriftError(VerificationError):
     """Breaking drift against the goldens after the in-place migration."""
 
-    def __init__(self, message: str, failed: list[Check]) -> None:
+    def __init__(self, message: str, failed: list[Check], *, unproven: bool = False) -> None:
         super().__init__(message)
         self.failed = failed
+        #: From the plan's data hazards, with no canary to judge a cure by.
+        self.unproven = unproven
 
 
 @dataclass

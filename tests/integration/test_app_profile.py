@@ -344,3 +344,38 @@ def test_a_typo_in_a_graph_is_exit_2_naming_it_not_a_silent_skip(
     assert "graph returns" in output and "build_retruns" in output
     assert ". Hint: check [tool.langgraph-migrator.app]" in output
     assert not out.exists()
+
+
+@pytest.mark.parametrize("fallback", ["none", "dump-restore"])
+def test_migrate_without_canaries_never_leaves_threads_at_risk_under_pass(
+    pg_default: Server, old_env: envs.VersionEnv, tmp_path: Path, fallback: str
+) -> None:
+    """No canary seeded: the plan's blast radius decides (found by a new-user trial)."""
+    new_env = _env("current")
+    with scratch_database(pg_default) as dsn:
+        seed_app(old_env, dsn, str(tmp_path / "seed.trace"))
+        before = _counts(dsn)
+        proc = _cli(
+            "migrate",
+            "--dsn",
+            dsn,
+            "--scratch-dsn",
+            pg_default.dsn,
+            "--from",
+            OLD,
+            "--fallback",
+            fallback,
+            "--backup-dir",
+            str(tmp_path / "backups"),
+            "-q",
+            cwd=APP_DIR,
+        )
+        output = proc.stdout + proc.stderr
+        if fallback == "none":
+            assert proc.returncode == 1, output[-4000:]
+            assert "H-TASK-ID" in output and "--fallback dump-restore" in output
+            assert _counts(dsn) == before
+            return
+        assert proc.returncode == 0, output[-4000:]
+        assert _resume_trace(new_env, dsn, "order-1", tmp_path) == ["stock", "ship"]
+        assert _resume_trace(new_env, dsn, "return-1", tmp_path) == ["approve", "notify"]
