@@ -173,3 +173,21 @@ def test_strict_gate_fails_naming_each_type_then_passes_with_the_allowlist(
     assert code == 0, output[-4000:]
     verdict = [c for c in report["checks"] if c["check"] == "strict-msgpack"]
     assert verdict and verdict[0]["status"] == "pass", verdict
+
+
+def test_verify_strict_msgpack_names_the_rich_canarys_types(pg_default: Server) -> None:
+    with scratch_database(pg_default) as dsn:
+        envs.run_worker(envs.ensure_env(envs.parse_version_set("current")), "setup", {"dsn": dsn})
+        proc = _cli("canary", "seed", "--dsn", dsn, "--with", "current", "--canary", "rich_values")
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        plain = _cli("verify", "--dsn", dsn, "--json", "-", "-q")
+        assert plain.returncode == 0, plain.stdout[-3000:] + plain.stderr[-3000:]
+        strict = _cli("verify", "--dsn", dsn, "--strict-msgpack", "--json", "-", "-q")
+    assert strict.returncode == 1, strict.stdout[-3000:] + strict.stderr[-3000:]
+    report = json.loads(strict.stdout)
+    (verdict,) = [c for c in report["checks"] if c["check"] == "strict-msgpack"]
+    assert verdict["status"] == "fail"
+    (failed,) = [c for c in report["checks"] if c["check"] == "verify"]
+    assert failed["status"] == "fail" and "H-STRICT-MSGPACK" in failed["hazards"]
+    assert failed["details"]["strict_degraded"], failed
+    assert failed["details"]["serde_events"], failed
