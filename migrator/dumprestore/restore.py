@@ -221,6 +221,9 @@ def restore_dump(
                 "threads": len(dumps.threads),
                 "checkpoints": dumps.records,
                 "write_mode": result.get("write_mode"),
+                # What `plan` reads to know the stored threads' task ids were cured.
+                "task_id": task_id,
+                "uncured": len(result.get("uncured", ())),
                 "jobs": runner.jobs,
                 "versions": result.get("versions", {}),
             },

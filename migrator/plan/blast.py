@@ -263,6 +263,7 @@ def data_hazards(
     from_versions: Mapping[str, Any] | None = None,
     from_spec: str = "SPEC",
     to_spec: str = "SPEC",
+    cured: str | None = None,
 ) -> tuple[list[Reach], list[Hazard]]:
     """Which data hazards apply to the target, how many threads each reaches (pure).
 
@@ -273,6 +274,9 @@ def data_hazards(
             era of checkpoint format v2 (langgraph 0.3.x, before or after 0.3.17).
         from_spec: The version set that wrote the data (given or guessed), for the fixes.
         to_spec: The target as the user named it, for the proving command.
+        cured: What already rewrote the stored threads' task ids (a restore with the
+            task-id transform that the ledger records, every thread cured), if
+            anything: H-TASK-ID is then reported, not breaking.
 
     Returns:
         The reaches and the hazards (with counts and the first thread ids).
@@ -291,12 +295,15 @@ def data_hazards(
     def old(g: ThreadGroup) -> bool:
         return 0 < _fmt(g.fmt) and _fmt(g.fmt) in old_task_ids
 
+    task_id_breaking = cured is None
+    cured_note = f"; cured by {cured}" if cured else ""
     if lg and lg >= TASK_ID_CHANGED:
         r = _reach(
             groups,
             "H-TASK-ID",
-            "paused with pending writes or inside a subgraph, written by langgraph < 0.3.17",
-            True,
+            "paused with pending writes or inside a subgraph, written by langgraph < 0.3.17"
+            + cured_note,
+            task_id_breaking,
             lambda g: old(g) and bool({"pending", "paused_subgraph"} & g.flags),
         )
         if r:
@@ -306,7 +313,7 @@ def data_hazards(
                 groups,
                 "H-TASK-ID",
                 f"of them {FLAG_TEXT[flag]}",
-                True,
+                task_id_breaking,
                 lambda g, flag=flag: old(g) and flag in g.flags,
             )
             if r:

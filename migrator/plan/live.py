@@ -10,7 +10,7 @@ import psycopg
 from psycopg import sql
 
 from migrator import envs
-from migrator.errors import ConfigError, ConnectError, ProvisionError
+from migrator.errors import ConfigError, ConnectError, MigratorError, ProvisionError
 from migrator.plan.blast import DataScan, ThreadGroup, data_hazards, scan_threads
 from migrator.plan.hazards import build_plan
 from migrator.plan.model import (
@@ -118,6 +118,35 @@ def read_data(dsn: str, schema: str) -> tuple[tuple[ThreadGroup, ...], float]:
             hint="the role needs SELECT on checkpoints and checkpoint_writes",
         ) from exc
     return groups, time.monotonic() - started
+
+
+def task_ids_cured(dsn: str, schema: str) -> str | None:
+    """The restore, if any, that rewrote every stored thread's task ids (read only).
+
+    A dump/restore with the task-id transform (``restore --transform task-id``,
+    the migrate fallback) that swapped into ``schema`` and cured every thread is
+    recorded in the tool's ledger; the threads it restored keep their old-format
+    checkpoints, so the scan alone would report them at risk forever.
+    """
+    from migrator import ledger
+    from migrator.dumprestore.common import LEDGER_KIND
+
+    try:
+        records = ledger.list_backups(dsn)
+    except (MigratorError, psycopg.Error):
+        return None
+    for record in reversed(records):
+        details = record.details if isinstance(record.details, dict) else {}
+        if (
+            record.kind == LEDGER_KIND
+            and details.get("old_schema")
+            and details.get("live_schema") == schema
+            and details.get("task_id") is True
+            and details.get("uncured") == 0
+        ):
+            when = record.created_at.strftime("%Y-%m-%d %H:%M UTC")
+            return f"the dump/restore of {when} (task-id transform, every thread)"
+    return None
 
 
 def guess_from_spec(live: SchemaModel, groups: Sequence[ThreadGroup]) -> str:
@@ -333,6 +362,7 @@ def make_plan(
             from_versions=dict(from_set.pins) if from_set else None,
             from_spec=spec,
             to_spec=to_spec,
+            cured=task_ids_cured(dsn, live.schema),
         )
         data = DataScan(
             groups,

@@ -231,6 +231,15 @@ def test_migrate_fallback_cures_the_apps_threads(
         for name in ("Order", "Status", "Shipment"):
             assert f"orderbot.models.{name}" in text
         assert '{"__error__"' not in text  # no value failed to load
+        # plan knows the cure from the ledger: the next deploy's plan is not UNSAFE for it
+        proc = _cli(
+            "plan", "--dsn", dsn, "--scratch-dsn", pg_default.dsn, "--json", "-q", cwd=APP_DIR
+        )  # fmt: skip
+        task_id = [
+            r for r in json.loads(proc.stdout)["data"]["reaches"] if r["hazard"] == "H-TASK-ID"
+        ]  # fmt: skip
+        assert task_id and not any(r["breaking"] for r in task_id), task_id
+        assert "cured by the dump/restore" in task_id[0]["what"]
         assert _resume_trace(new_env, dsn, "order-1", tmp_path) == ["stock", "ship"]
         assert _resume_trace(new_env, dsn, "return-1", tmp_path) == ["approve", "notify"]
         assert _resume_trace(new_env, dsn, "order-2", tmp_path) == []
