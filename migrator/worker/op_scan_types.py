@@ -44,6 +44,8 @@ BLOBS_SQL = "SELECT thread_id, type, blob FROM checkpoint_blobs"
 WRITES_SQL = "SELECT thread_id, type, blob FROM checkpoint_writes"
 CHECKPOINTS_SQL = "SELECT thread_id, checkpoint, metadata FROM checkpoints"
 BATCH = 500
+#: langchain-core's tables from serializable ids to import paths (``langchain_core.load.mapping``).
+LC_MAPPINGS = ("SERIALIZABLE_MAPPING", "_OG_SERIALIZABLE_MAPPING", "OLD_CORE_NAMESPACES_MAPPING")
 
 
 class _Tally:
@@ -179,6 +181,25 @@ def _strict_rules() -> tuple[frozenset[tuple[str, ...]] | None, frozenset[tuple[
     return (frozenset(safe) if safe is not None else None), frozenset(methods)
 
 
+def _lc_target(module: str, name: str) -> tuple[str, str] | None:
+    """Where langchain-core's loader maps a serializable id (``lc:1`` envelopes name
+    ids such as ``langchain.schema.messages.AIMessage``, not import paths), or None."""
+    try:
+        from langchain_core.load import mapping
+    except ImportError:
+        return None
+    key = (*module.split("."), name)
+    for table in (
+        "SERIALIZABLE_MAPPING",
+        "_OG_SERIALIZABLE_MAPPING",
+        "OLD_CORE_NAMESPACES_MAPPING",
+    ):
+        target = getattr(mapping, table, {}).get(key)
+        if target:
+            return ".".join(target[:-1]), str(target[-1])
+    return None
+
+
 def _import_problem(module: str, name: str) -> str | None:
     try:
         mod = importlib.import_module(module)
@@ -220,10 +241,13 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     safe, methods = _strict_rules()
     types = []
     for entry in sorted(tally.types.values(), key=lambda e: e["type"]):
+        module, name = entry["module"], entry["name"]
+        if entry["kind"].startswith("lc:1"):
+            module, name = _lc_target(module, name) or (module, name)
         problem = (
             None
-            if entry["module"] == "pickle" or entry["kind"].startswith("delta")
-            else _import_problem(entry["module"], entry["name"])
+            if module == "pickle" or entry["kind"].startswith("delta")
+            else _import_problem(module, name)
         )
         entry["imports"] = problem is None
         entry["strict"] = _classify(entry, safe, methods)

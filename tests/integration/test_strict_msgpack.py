@@ -191,3 +191,22 @@ def test_verify_strict_msgpack_names_the_rich_canarys_types(pg_default: Server) 
     assert failed["status"] == "fail" and "H-STRICT-MSGPACK" in failed["hazards"]
     assert failed["details"]["strict_degraded"], failed
     assert failed["details"]["serde_events"], failed
+
+
+def test_scan_types_on_an_old_era_resolves_lc_ids_and_has_no_strict_mode(
+    pg_default: Server,
+) -> None:
+    """checkpoint-postgres 1.0.9 keeps lc:1 envelopes (``langchain.schema.messages.*``,
+    serializable ids, not import paths) in metadata: they load, nothing is undecodable."""
+    spec = "langgraph-checkpoint-postgres==1.0.9"
+    env = envs.ensure_env(envs.parse_version_set(spec))
+    with scratch_database(pg_default) as dsn:
+        envs.run_worker(env, "setup", {"dsn": dsn})
+        envs.run_worker(env, "seed", {"dsn": dsn, "canaries": None, "user_canaries": None})
+        scan = _scan(dsn, "--to", spec)
+    kinds = {t["type"]: t for t in scan["types"]}
+    lc = [t for t in scan["types"] if t["kind"].startswith("lc:1")]
+    assert lc and all(t["imports"] for t in lc), lc
+    assert "langchain.schema.messages.AIMessage" in kinds
+    assert scan["undecodable"] == [] and scan["ok"] is True
+    assert scan["strict_supported"] is False and scan["allowed_msgpack_modules"] == []
