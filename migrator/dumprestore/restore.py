@@ -28,12 +28,9 @@ from migrator.dumprestore.common import (
     IDLE_TIMEOUT_S,
     LEDGER_KIND,
     LIST_TOOL_SCHEMAS_SQL,
-    LOCK_TIMEOUT_SQL,
-    MOVE_TABLE_SQL,
     OLD_PREFIX,
     SHADOW_PREFIX,
     SWAP_TABLES,
-    TABLES_IN_SCHEMA_SQL,
     THREAD_COUNTS_SQL,
     VERIFY_MODES,
     WRITE_COUNTS_SQL,
@@ -55,6 +52,7 @@ from migrator.errors import (
 from migrator.lock import advisory_lock, migrator_lock
 from migrator.partprogress import PartProgress
 from migrator.postgres import redact_dsn
+from migrator.swap import swap_tables
 
 
 def _execute(dsn: str, query: sql.Composed) -> None:
@@ -201,7 +199,7 @@ def restore_dump(
             old_schema = None
             if swap:
                 progress(f"swapping {shadow} in; live tables move to {OLD_PREFIX}{stamp}")
-                old_schema = _swap(dsn, shadow, schema, f"{OLD_PREFIX}{stamp}")
+                old_schema = _swap(dsn, shadow, schema, f"{OLD_PREFIX}{stamp}", progress)
             timings["counts_and_swap"] = time.perf_counter() - phase
         except BaseException:
             _execute(dsn, sql.SQL(DROP_SCHEMA_SQL).format(sql.Identifier(shadow)))
@@ -429,39 +427,21 @@ def _check_counts(dsn: str, shadow: str, threads: dict[str, dict[str, int]]) -> 
         )
 
 
-def _swap(dsn: str, shadow: str, live: str, old: str) -> str:
-    """One transaction: live checkpoint tables -> ``old``, shadow tables -> ``live``."""
+def _swap(dsn: str, shadow: str, live: str, old: str, progress: Progress = _quiet) -> str:
+    """One transaction: live checkpoint tables -> ``old``, shadow tables -> ``live``.
+
+    Every table is locked at once with a short lock timeout and retries
+    (:func:`migrator.swap.swap_tables`); the blocking window goes to ``progress``.
+    """
     try:
-        with psycopg.connect(dsn) as conn, conn.transaction():
-            conn.execute(LOCK_TIMEOUT_SQL)
-            conn.execute(sql.SQL(CREATE_SCHEMA_SQL).format(sql.Identifier(old)))
-            present = [
-                r[0]
-                for r in conn.execute(TABLES_IN_SCHEMA_SQL, (live, list(SWAP_TABLES))).fetchall()
-            ]
-            for table in present:
-                conn.execute(
-                    sql.SQL(MOVE_TABLE_SQL).format(
-                        sql.Identifier(live), sql.Identifier(table), sql.Identifier(old)
-                    )
-                )
-            shadow_tables = [
-                r[0]
-                for r in conn.execute(TABLES_IN_SCHEMA_SQL, (shadow, list(SWAP_TABLES))).fetchall()
-            ]
-            for table in shadow_tables:
-                conn.execute(
-                    sql.SQL(MOVE_TABLE_SQL).format(
-                        sql.Identifier(shadow), sql.Identifier(table), sql.Identifier(live)
-                    )
-                )
-            conn.execute(sql.SQL(DROP_SCHEMA_SQL).format(sql.Identifier(shadow)))
+        result = swap_tables(dsn, shadow, live, old, SWAP_TABLES, progress=progress)
     except psycopg.Error as exc:
         raise MigrationError(
             f"swap failed on {redact_dsn(dsn)}: {_first_line(exc)}; rolled back, live tables "
             "untouched.",
             hint="if a lock timed out, stop the app's writers briefly and run restore again",
         ) from exc
+    progress(result.summary())
     return old
 
 

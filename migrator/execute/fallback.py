@@ -134,7 +134,7 @@ def _restore_pre_migrate(run: _Run, backup_path: Path) -> str:
         lock_held=True,
         progress=run.progress,
     )
-    return _swap(settings.dsn, shadow, live, f"{OLD_PREFIX}{stamp}")
+    return _swap(settings.dsn, shadow, live, f"{OLD_PREFIX}{stamp}", run.progress)
 
 
 def _fallback(

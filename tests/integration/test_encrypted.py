@@ -265,3 +265,22 @@ def test_scan_types_reads_encrypted_rows_through_the_apps_serde(enc_db: str, key
     wrong = _cli(secrets.token_hex(16), "scan-types", "--dsn", enc_db, "-q", *APP_FLAGS)
     assert wrong.returncode == 2, wrong.stdout[-3000:] + wrong.stderr[-3000:]
     assert KEY_ENV in wrong.stdout + wrong.stderr
+
+
+def test_gate_reads_copied_encrypted_threads_through_the_apps_serde(
+    enc_db: str, key: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "gate.json"
+    threads = [a for t in THREADS for a in ("--thread", t)]
+    args = ["upgrade-check", "--from", OLD, "--to", "current", "--pg", "local"]
+    args += ["--threads-from", enc_db, *threads, "--canary", "messages", "--fallback", "none"]
+    proc = _cli(key, *args, "--json", str(out), *APP_FLAGS)
+    assert out.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    for thread in THREADS:
+        drift = [c for c in report["checks"] if c["check"] == "drift" and c["thread_id"] == thread]
+        assert drift and drift[0]["status"] == "pass", drift  # decrypted values compare equal
+    _no_secret(proc.stdout, proc.stderr, out.read_text())
+    wrong = _cli(secrets.token_hex(16), *args, "--json", str(tmp_path / "w.json"), *APP_FLAGS)
+    assert wrong.returncode == 2, wrong.stdout[-3000:] + wrong.stderr[-3000:]
+    assert KEY_ENV in wrong.stdout + wrong.stderr
