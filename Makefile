@@ -16,7 +16,7 @@ REPORTS ?= reports
 TEST_JOBS ?= auto
 PYTEST := $(BIN)/python -m pytest -n $(TEST_JOBS) --maxprocesses 4 --dist worksteal
 
-.PHONY: install upgrade-check test test-fast test-reliability lint typecheck fixtures fixtures-check clean
+.PHONY: install upgrade-check test test-fast test-reliability bench-load lint typecheck fixtures fixtures-check clean
 
 install: $(STAMP)
 
@@ -44,6 +44,11 @@ test-fast: $(STAMP)
 ## kill -9 at each phase, server restarts, terminated connections (also part of `make test`).
 test-reliability: $(STAMP)
 	$(PYTEST) tests/reliability
+
+## Write latency of 8 writers during migrate (in place, then the fallback) next to the
+## same load without migrate, on an ephemeral local server (~2 minutes; bench/README.md).
+bench-load: $(STAMP)
+	$(BIN)/python bench/bench_load.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check migrator tests
