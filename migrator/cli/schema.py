@@ -80,13 +80,36 @@ def plan_cmd(
 @click.option("--to", "to_spec", default="current", show_default=True, metavar="SPEC|current")
 @click.option("--scratch-dsn", default=None, metavar="DSN", help="Server for the rehearsal.")
 @click.option("--schema", default=None, help="Schema of the checkpoint tables (default: current).")
-@click.option("--wait", default=60.0, show_default=True, help="Seconds to wait for the lock.")
-@click.option("--no-wait", is_flag=True, help="Exit 4 at once if another migrator runs.")
-@click.option("--lock-timeout", default=5.0, show_default=True, help="Seconds per lock wait.")
+# Ranges: a negative value used to run the plan and the backup, then fail in setup() (exit 5).
 @click.option(
-    "--statement-timeout", default=900.0, show_default=True, help="Seconds per statement."
+    "--wait",
+    default=60.0,
+    type=click.FloatRange(min=0),
+    show_default=True,
+    help="Seconds to wait for the lock.",
 )
-@click.option("--retries", default=5, show_default=True, help="Retries when a lock is in the way.")
+@click.option("--no-wait", is_flag=True, help="Exit 4 at once if another migrator runs.")
+@click.option(
+    "--lock-timeout",
+    default=5.0,
+    type=click.FloatRange(min=0, min_open=True),
+    show_default=True,
+    help="Seconds per lock wait.",
+)
+@click.option(
+    "--statement-timeout",
+    default=900.0,
+    type=click.FloatRange(min=0, min_open=True),
+    show_default=True,
+    help="Seconds per statement.",
+)
+@click.option(
+    "--retries",
+    default=5,
+    type=click.IntRange(min=0),
+    show_default=True,
+    help="Retries when a lock is in the way.",
+)
 @click.option("--no-backup", is_flag=True, help="Take no backup before changing anything.")
 @click.option(
     "--backup-dir",

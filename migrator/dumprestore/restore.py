@@ -44,6 +44,7 @@ from migrator.dumprestore.common import (
 )
 from migrator.errors import (
     ConfigError,
+    ConnectError,
     MigrationError,
     MigratorError,
     VerificationError,
@@ -57,7 +58,13 @@ from migrator.swap import swap_tables
 
 def _execute(dsn: str, query: sql.Composed) -> None:
     with _connect(dsn) as conn:
-        conn.execute(query)
+        try:
+            conn.execute(query)
+        except psycopg.errors.InsufficientPrivilege as exc:  # was exit 70 with a traceback
+            raise ConnectError(
+                f"restore on {redact_dsn(dsn)}: {_first_line(exc)}; nothing was written.",
+                hint="restore writes into a new shadow schema: it needs CREATE on the database",
+            ) from exc
 
 
 def restore_dump(
