@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from migrator import api, envs, fixtures
 from migrator.backup import verify_backup
@@ -121,10 +122,26 @@ class _LockWatch:
 # ------------------------------------------------------------------ backups
 
 
+#: The 2.0.8 fixture's threads that H-TASK-ID reaches (paused with pending writes or
+#: inside a subgraph): with no canary to prove them, migrate treats them as drift.
+AT_RISK_208 = ("canary:failed_node", "canary:subgraph")
+
+
+def _import_208_without_threads_at_risk(dsn: str) -> None:
+    """The 2.0.8 fixture minus its threads at risk: an in-place migrate that must pass."""
+    fixtures.import_tables(dsn, ROOT / "2.0.8")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for table in ("checkpoint_writes", "checkpoint_blobs", "checkpoints"):
+            conn.execute(
+                sql.SQL("DELETE FROM {} WHERE thread_id = ANY(%s)").format(sql.Identifier(table)),
+                (list(AT_RISK_208),),
+            )
+
+
 @pytest.mark.slow
 def test_migrate_backs_up_by_default(pg_default: Server, tmp_path: Path) -> None:
     with scratch_database(pg_default) as dsn:
-        fixtures.import_tables(dsn, ROOT / "2.0.8")
+        _import_208_without_threads_at_risk(dsn)
         before = _counts(dsn)
         assert sum(before.values()) > 0
         report_path = tmp_path / "report.json"
@@ -146,14 +163,14 @@ def test_migrate_backs_up_by_default(pg_default: Server, tmp_path: Path) -> None
 @pytest.mark.slow
 def test_migrate_backup_dir_and_no_backup(pg_default: Server, tmp_path: Path) -> None:
     with scratch_database(pg_default) as dsn:
-        fixtures.import_tables(dsn, ROOT / "2.0.8")
+        _import_208_without_threads_at_risk(dsn)
         before = _counts(dsn)
         chosen = tmp_path / "chosen"
         proc = _migrate(dsn, pg_default.dsn, "--backup-dir", str(chosen), cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr
         assert {t.name: t.rows for t in verify_backup(chosen).checkpoint_tables()} == before
     with scratch_database(pg_default) as dsn:
-        fixtures.import_tables(dsn, ROOT / "2.0.8")
+        _import_208_without_threads_at_risk(dsn)
         bare = tmp_path / "bare"
         bare.mkdir()
         proc = _migrate(dsn, pg_default.dsn, "--no-backup", cwd=bare)
