@@ -233,9 +233,22 @@ def build_reference(
 
     Returns:
         The reference schema.
+
+    Raises:
+        ConnectError: The scratch server cannot be reached (``--scratch-dsn`` named,
+            its password masked).
     """
-    with psycopg.connect(server_dsn) as conn:
-        major = int(conn.info.server_version) // 10000
+    try:
+        with psycopg.connect(server_dsn, connect_timeout=10) as conn:
+            major = int(conn.info.server_version) // 10000
+    except psycopg.Error as exc:
+        # The user's --scratch-dsn is the usual culprit: name it, not the live database.
+        raise ConnectError(
+            f"cannot reach the scratch server {redact_dsn(server_dsn)}: "
+            f"{redact_text(_first_line(exc), server_dsn)}",
+            hint="--scratch-dsn must name a running server where the tool may create "
+            "databases; leave it out to rehearse on an ephemeral local Postgres.",
+        ) from exc
     key = (env.version_set.key, major)
     if key not in _REFERENCES:
         with scratch_database(server_dsn) as dsn:

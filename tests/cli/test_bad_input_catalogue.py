@@ -233,7 +233,7 @@ CASES: list[Case] = [
     Case("cleanup/no-database", lambda c: ["cleanup", "--dsn", c.down(port=_port(c), dbname="nope_db")], 3, r"nope_db|does not exist"),
     Case("scan-types/refused", lambda c: ["scan-types", "--dsn", c.down(), "-q"], 3, r"Connection refused"),
     Case("canary-seed/refused", lambda c: ["canary", "seed", "--dsn", c.down(), "--with", "current", "-q"], 3, r"Connection refused"),
-    Case("plan/scratch-refused", lambda c: ["plan", "--dsn", c.dsn, "--scratch-dsn", c.down(dbname="postgres"), "-q"], 3, r"Connection refused", xfail="plan.live.build_reference connects to --scratch-dsn without translating psycopg.OperationalError: exit 70 with a traceback (plan/ is issue 13's)"),
+    Case("plan/scratch-refused", lambda c: ["plan", "--dsn", c.dsn, "--scratch-dsn", c.down(dbname="postgres"), "-q"], 3, r"Connection refused"),
     # --- malformed DSNs (exit 2, before any work)
     Case("plan/unknown-dsn-keyword", lambda c: ["plan", "--dsn", f"hots=127.0.0.1 password={PW}", "-q"], 2, r"hots|invalid"),
     Case("migrate/url-port-not-a-number", lambda c: ["migrate", "--dsn", f"postgresql://u:{PW}@127.0.0.1:notaport/db", "--no-backup", "-q"], 2, r"port|invalid", xfail="a URL DSN with a non-numeric port passes the DSN check and fails at connect: exit 3 (database) instead of 2 (usage)"),
