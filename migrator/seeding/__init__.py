@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 
 from migrator import envs, ledger
-from migrator.errors import ConfigError, WorkerError
+from migrator.errors import ConfigError, ConnectError, WorkerError
 from migrator.gate import seed_check
 from migrator.ledger.health import check_ledger
 from migrator.lock import advisory_lock
@@ -87,7 +87,12 @@ def _table_exists(conn: psycopg.Connection[Any], name: str) -> bool:
 
 
 def _check_tables(dsn: str) -> int | None:
-    """Refuse a database without checkpoint tables; return its checkpoint ledger version."""
+    """Refuse a database without checkpoint tables; return its checkpoint ledger version.
+
+    Raises:
+        ConfigError: The checkpoint tables do not exist (exit 2).
+        ConnectError: The role may not read them (exit 3, the privilege named).
+    """
     with connect(dsn) as conn:
         missing = [t for t in CHECKPOINT_TABLES if not _table_exists(conn, t)]
         if missing:
@@ -99,7 +104,16 @@ def _check_tables(dsn: str) -> int | None:
             )
         if not _table_exists(conn, "checkpoint_migrations"):
             return None
-        row = conn.execute(CHECKPOINT_LEDGER_SQL).fetchone()
+        try:
+            row = conn.execute(CHECKPOINT_LEDGER_SQL).fetchone()
+        except psycopg.errors.InsufficientPrivilege as exc:  # was exit 70 with a traceback
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ConnectError(
+                f"canary seed on {redact_dsn(dsn)}: {first}; nothing was written.",
+                hint="seeding reads and writes the checkpoint tables and creates a shadow "
+                "schema: run it as the role the app's setup() ran as (SELECT, INSERT, "
+                "DELETE on the checkpoint tables, CREATE on the database)",
+            ) from exc
     return None if row is None or row[0] is None else int(str(row[0]))
 
 

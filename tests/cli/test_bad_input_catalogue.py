@@ -265,7 +265,7 @@ CASES: list[Case] = [
     Case("backup/no-privileges", lambda c: ["backup", "--dsn", c.noprivs, "--out", str(c.tmp / "b-np"), "-q"], 3, r"permission|privilege", xfail="backup as a role without SELECT says 'current transaction is aborted' (a later statement's error), not the permission it lacks (backup* is issue 12 #6-19's)"),
     Case("dump/no-privileges", lambda c: ["dump", "--dsn", c.noprivs, "--from", "current", "--out", str(c.tmp / "np.lgdump"), "-q"], 3, r"permission|privilege"),
     Case("verify/no-privileges", lambda c: ["verify", "--dsn", c.noprivs, "-q"], 2, r"no goldens"),
-    Case("canary-seed/no-privileges", lambda c: ["canary", "seed", "--dsn", c.noprivs, "--with", "current", "-q"], 3, r"permission|privilege", xfail="seeding._check_tables lets InsufficientPrivilege through: exit 70 with a traceback (seeding is issue 12 #6-19's)"),
+    Case("canary-seed/no-privileges", lambda c: ["canary", "seed", "--dsn", c.noprivs, "--with", "current", "-q"], 3, r"permission|privilege"),
     Case("restore-backup/no-privileges", lambda c: ["restore-backup", "--dsn", c.noprivs, str(c.backup), "--into-new-schema", "np_restore", "-q"], 3, r"permission|privilege"),
     Case("restore/no-privileges", lambda c: ["restore", "--dsn", c.noprivs, *ALLOW, str(c.dump), "-q"], 3, r"permission|privilege"),
     Case("scan-types/no-privileges", lambda c: ["scan-types", "--dsn", c.noprivs, "-q"], 3, r"permission|privilege"),
