@@ -94,6 +94,12 @@ HAS_THREAD_ID_SQL = """
 SELECT EXISTS (SELECT 1 FROM pg_attribute
                WHERE attrelid = %s::regclass AND attname = 'thread_id' AND NOT attisdropped)
 """
+#: The role's rights on one table the backup reads (by oid: no name lookup to fail).
+PRIVILEGES_SQL = """
+SELECT has_schema_privilege(n.oid, 'USAGE'), has_table_privilege(c.oid, 'SELECT')
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %s AND c.relname = %s
+"""
 TABLE_SIZE_SQL = "SELECT pg_total_relation_size(%s::regclass)"
 SEARCH_PATH_SQL = "SELECT current_setting('search_path')"
 MIGRATIONS_V_SQL = "SELECT max(v) FROM {}.{}"
@@ -364,6 +370,33 @@ def create_backup(
     return manifest
 
 
+def _check_privileges(
+    dsn: str, conn: psycopg.Connection[Any], found: Sequence[tuple[str, str, str]]
+) -> None:
+    """Refuse up front, naming it, a schema or table the role may not read.
+
+    Without this the first statement that meets the missing right fails, and what the
+    user sees may be a later consequence ("relation does not exist" for a schema
+    without USAGE, "current transaction is aborted") instead of the permission.
+    """
+    for _role, schema, name in found:
+        row = conn.execute(PRIVILEGES_SQL, (schema, name)).fetchone()
+        if row is None or all(row):
+            continue
+        usage, _select = row
+        missing = (
+            f"permission denied for schema {schema} (USAGE)"
+            if not usage
+            else f"permission denied for table {schema}.{name} (SELECT)"
+        )
+        raise ConnectError(
+            f"backup on {redact_dsn(dsn)}: {missing}; nothing was written.",
+            hint="backup reads the checkpoint tables and the ledger's tables: run it as "
+            "the role that owns them, or grant this role USAGE on their schemas and "
+            "SELECT on them",
+        )
+
+
 def _run_backup(
     dsn: str,
     leader: psycopg.Connection[Any],
@@ -381,6 +414,12 @@ def _run_backup(
             f"(searched: {fetch_one(leader, SEARCH_PATH_SQL)}).",
             hint="point --dsn at the database (and search_path) your PostgresSaver uses.",
         )
+    if fetch_one(leader, SCHEMA_EXISTS_SQL, (LEDGER_SCHEMA,)):
+        found += [
+            ("ledger", LEDGER_SCHEMA, str(row[0]))
+            for row in leader.execute(SCHEMA_TABLES_SQL, (LEDGER_SCHEMA,)).fetchall()
+        ]
+    _check_privileges(dsn, leader, found)
     if jobs > 1:  # no more connections than the server can spare, or partitions than threads
         jobs, note = cap_jobs(
             jobs,
@@ -389,11 +428,6 @@ def _run_backup(
         )
         if note:
             say(f"note: {note}")
-    if fetch_one(leader, SCHEMA_EXISTS_SQL, (LEDGER_SCHEMA,)):
-        found += [
-            ("ledger", LEDGER_SCHEMA, str(row[0]))
-            for row in leader.execute(SCHEMA_TABLES_SQL, (LEDGER_SCHEMA,)).fetchall()
-        ]
     suffix = ".pgcopy.gz" if compress else ".pgcopy"
     ddl: dict[tuple[str, str], tuple[str, ...]] = {}
     tasks: list[_Task] = []

@@ -188,13 +188,20 @@ def resolve_checkpoint_tables(conn: psycopg.Connection[Any]) -> list[tuple[str, 
 
 @contextmanager
 def search_path(conn: psycopg.Connection[Any], schema: str) -> Iterator[None]:
-    """Set ``search_path`` to ``schema`` (transaction-local) for the block."""
+    """Set ``search_path`` to ``schema`` (transaction-local) for the block.
+
+    When a statement of the block failed, the transaction is aborted: the setting is
+    left for its rollback to undo, since restoring it there would only raise
+    "current transaction is aborted" in place of the error that matters (e.g.
+    "permission denied for schema ...").
+    """
     saved = fetch_one(conn, SEARCH_PATH_SQL)
     conn.execute(SET_SEARCH_PATH_SQL, (sql.Identifier(schema).as_string(conn),))
     try:
         yield
     finally:
-        conn.execute(SET_SEARCH_PATH_SQL, (saved,))
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:
+            conn.execute(SET_SEARCH_PATH_SQL, (saved,))
 
 
 def ddl_in(conn: psycopg.Connection[Any], schema: str, table: str) -> tuple[str, ...]:
