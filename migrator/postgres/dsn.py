@@ -17,6 +17,7 @@ from migrator.errors import (
 )
 
 CONNECT_TIMEOUT_S = 5
+_MAX_PORT = 65535
 
 SHOW_VERSION_NUM_SQL = "SHOW server_version_num"
 SHOW_VERSION_SQL = "SHOW server_version"
@@ -100,13 +101,24 @@ def check_dsn(dsn: str, option: str = "DSN") -> None:
             ``postgresql//`` or an unknown key); the message hides its password.
     """
     try:
-        conninfo.conninfo_to_dict(dsn)
+        parsed = conninfo.conninfo_to_dict(dsn)
     except psycopg.Error as exc:
         detail = " ".join(str(exc).split())
         raise ConfigError(
             f"{option} is not a valid connection string: {redact_text(detail, dsn)}.",
             hint=_DSN_HINT,
         ) from None
+    # libpq parses a port as text and judges it only when it connects: a typo there
+    # would be a "cannot connect" (exit 3) after work began, not a usage error.
+    port = str(parsed.get("port") or "")
+    for part in port.split(",") if port else ():
+        part = part.strip()
+        if part and not (part.isascii() and part.isdigit() and 0 < int(part) <= _MAX_PORT):
+            raise ConfigError(
+                f"{option} is not a valid connection string: invalid port "
+                f"{redact_text(repr(part), dsn)} (a number from 1 to {_MAX_PORT}).",
+                hint=_DSN_HINT,
+            )
 
 
 def _passwords_of(dsn: str) -> set[str]:
