@@ -39,6 +39,7 @@ from migrator.lock import advisory_lock
 from migrator.plan import (
     make_plan,
     read_live,
+    require_schema,
     target_env,
 )
 from migrator.postgres import redact_dsn
@@ -73,9 +74,10 @@ def migrate(
         LockTimeoutError: Another migrator held the lock for longer than ``wait``.
         ConnectError: The database cannot be reached.
         ConfigError: Bad version spec; ``fallback="dump-restore"`` without a backup
-            or without ``from_spec``.
+            or without ``from_spec``; a ``schema`` the database does not have.
     """
     _check_fallback_settings(settings, backup)
+    require_schema(settings.dsn, settings.schema)
     run = _Run(settings, progress)
     started = time.monotonic()
     env, target = target_env(settings.to_spec, progress=progress, timeout=settings.worker_timeout)

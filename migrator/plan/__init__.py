@@ -33,6 +33,7 @@ from migrator.plan.live import (
     make_plan,
     read_live,
     rehearse,
+    require_schema,
     scratch_server,
     target_env,
 )
@@ -87,6 +88,7 @@ __all__ = [
     "rehearse",
     "render_plan",
     "repairs_for",
+    "require_schema",
     "scratch_server",
     "statement_locks",
     "target_env",

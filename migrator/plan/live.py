@@ -33,6 +33,7 @@ from migrator.schema import (
 )
 
 CURRENT_SCHEMA_SQL = "SELECT current_schema()"
+SCHEMA_EXISTS_SQL = "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)"
 BACKEND_PID_SQL = "SELECT pg_backend_pid()"
 INSERT_LEDGER_SQL = sql.SQL("INSERT INTO {} (v) VALUES (%s) ON CONFLICT DO NOTHING")
 MARK_INVALID_SQL = "UPDATE pg_index SET indisvalid = false WHERE indexrelid = %s::regclass"
@@ -45,6 +46,41 @@ _REFERENCES: dict[tuple[str, int], SchemaModel] = {}
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def require_schema(dsn: str, schema: str | None) -> None:
+    """Refuse a ``--schema`` the database does not have, before anything runs.
+
+    ``setup()`` never creates a schema: against a missing one, ``migrate`` would run
+    it, find none of the reference's tables, and undo (exit 5), and ``plan`` would
+    plan tables nothing can create.
+
+    Args:
+        dsn: The live database (read only).
+        schema: The checkpoint tables' schema the user named, or None (current schema).
+
+    Raises:
+        ConfigError: ``schema`` does not exist (exit 2).
+        ConnectError: The database cannot be reached or read.
+    """
+    if not schema:
+        return
+    try:
+        with psycopg.connect(
+            dsn, connect_timeout=10, application_name="langgraph-migrator plan"
+        ) as conn:
+            row = conn.execute(SCHEMA_EXISTS_SQL, (schema,)).fetchone()
+    except psycopg.Error as exc:
+        raise ConnectError(
+            f"cannot read {redact_dsn(dsn)}: {redact_text(_first_line(exc), dsn)}",
+            hint="check host, port, user and password, and that the server is running.",
+        ) from exc
+    if not (row and row[0]):
+        raise ConfigError(
+            f"schema {schema!r} does not exist in {redact_dsn(dsn)}; nothing was done.",
+            hint="--schema names the schema that holds the checkpoint tables: check its "
+            "spelling, or leave it out to use the connection's current schema",
+        )
 
 
 def read_live(dsn: str, schema: str | None = None) -> tuple[SchemaModel, ConnectionProbe]:
@@ -355,10 +391,11 @@ def make_plan(
         The plan.
 
     Raises:
-        ConfigError: Bad version spec.
+        ConfigError: Bad version spec, or ``schema`` does not exist.
         ConnectError: The live database cannot be reached.
         ProvisionError: No scratch server could be started.
     """
+    require_schema(dsn, schema)
     progress("reading the live schema (read only)")
     live, probe = read_live(dsn, schema)
     from_set = envs.parse_version_set(from_spec) if from_spec else None
