@@ -8,6 +8,7 @@ from pathlib import Path
 
 import psycopg
 
+from migrator import envs
 from migrator.errors import (
     MigratorError,
     VerificationError,
@@ -73,10 +74,12 @@ def migrate(
     Raises:
         LockTimeoutError: Another migrator held the lock for longer than ``wait``.
         ConnectError: The database cannot be reached.
-        ConfigError: Bad version spec; ``fallback="dump-restore"`` without a backup
+        ConfigError: Bad version spec (``to_spec``, or ``from_spec`` when the fallback
+            may run: resolved first); ``fallback="dump-restore"`` without a backup
             or without ``from_spec``; a ``schema`` the database does not have.
     """
     _check_fallback_settings(settings, backup)
+    _resolve_from(settings, progress)
     require_schema(settings.dsn, settings.schema)
     run = _Run(settings, progress)
     started = time.monotonic()
@@ -144,6 +147,20 @@ def migrate(
             _fallback(run, outcome, drift, backup_path, env, plan, before)
     outcome.report = agree(_report(run, plan, started), outcome.error)
     return outcome
+
+
+def _resolve_from(settings: MigrateSettings, progress: Progress) -> None:
+    """Resolve ``--from`` before anything: an unknown version is exit 2 up front.
+
+    The fallback dumps with it, after ``setup()`` ran and drift was found; resolved
+    only then, a typo passed unnoticed whenever nothing drifted. When the fallback
+    may run, its environment is built now (cached; the fallback reuses it).
+    """
+    if not settings.from_spec:
+        return
+    version_set = envs.parse_version_set(settings.from_spec)
+    if settings.fallback in ("dump-restore", "ask"):
+        envs.ensure_env(version_set, progress=progress)
 
 
 def agree(report: Report, error: MigratorError | None) -> Report:
