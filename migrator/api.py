@@ -191,10 +191,12 @@ def verify(
             hint="run `langgraph-migrator canary seed --dsn DSN --with SPEC` with the version "
             "the app runs today, before you migrate",
         )
+    # Before the ledger upgrade (a write): an unknown version or app code that does not
+    # import there is refused with nothing done.
+    env = envs.ensure_env(envs.parse_version_set(spec), progress=progress)
     if revision != ledger.head_revision():
         with advisory_lock(dsn, wait=lock_wait):
             ledger.upgrade_ledger(dsn)
-    env = envs.ensure_env(envs.parse_version_set(spec), progress=progress)
     return verify_goldens(
         dsn, env, policy=policy, timeout=timeout, user_canaries=user_canaries, progress=progress
     )

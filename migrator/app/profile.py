@@ -317,6 +317,8 @@ def _override(
 
 _ACTIVE: list[AppProfile] = []
 _LOCK = threading.Lock()
+#: id of an active profile -> the environments its code was found to import in.
+_CHECKED: dict[int, set[str]] = {}
 
 
 @contextmanager
@@ -331,14 +333,29 @@ def use_profile(profile: AppProfile | None) -> Iterator[None]:
         return
     with _LOCK:
         _ACTIVE.append(profile)
+        _CHECKED.setdefault(id(profile), set())
     try:
         yield
     finally:
         with _LOCK:
             _ACTIVE.remove(profile)
+            if not any(p is profile for p in _ACTIVE):
+                _CHECKED.pop(id(profile), None)
 
 
 def active_profile() -> AppProfile | None:
     """The profile of the command running now, or None."""
     with _LOCK:
         return _ACTIVE[-1] if _ACTIVE else None
+
+
+def checked_envs(profile: AppProfile) -> set[str]:
+    """The environments (by interpreter) where the active ``profile``'s code was found to
+    import during this command (:func:`migrator.envs.check_app`); a later command,
+    with a profile of its own, checks again.
+
+    Args:
+        profile: The active profile (:func:`active_profile`).
+    """
+    with _LOCK:
+        return _CHECKED.setdefault(id(profile), set())

@@ -184,7 +184,9 @@ def _build(vs: VersionSet, target: Path, progress: Progress | None) -> VersionEn
     try:
         from migrator.envs.workers import run_worker  # workers needs cache_dir from here
 
-        info = run_worker(probe, "info", {}, timeout=300.0)
+        # Without the app profile: a build proves the environment, and an app module
+        # that does not import is the profile's fault (exit 2, :func:`check_app`).
+        info = run_worker(probe, "info", {}, timeout=300.0, app=AppProfile())
     except WorkerError as exc:
         raise EnvBuildError(
             f"environment {vs.label} installed but does not import: {exc.message}"
@@ -259,7 +261,17 @@ def ensure_env(
     Raises:
         ConfigError: A pinned version or package does not exist.
         EnvBuildError: Installation or the import check failed.
+        AppCodeError: The active app profile's code does not import in it (exit 2;
+            checked once per environment and command, :func:`check_app`).
     """
+    env = _ensure_env(vs, progress=progress, cache=cache)
+    from migrator.envs.workers import check_app  # workers needs cache_dir from here
+
+    check_app(env)
+    return env
+
+
+def _ensure_env(vs: VersionSet, *, progress: Progress | None, cache: Path | None) -> VersionEnv:
     vs = with_app_requirements(vs, active_profile())
     if vs.current:
         return VersionEnv(python=Path(sys.executable), version_set=vs, installed=vs.pins)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
-from migrator.app.profile import AppProfile, active_profile
+from migrator.app.profile import AppProfile, active_profile, checked_envs
 from migrator.envs import forkserver
 from migrator.envs.build import cache_dir
 from migrator.envs.versions import _STDERR_TAIL_LINES, VersionEnv
@@ -233,6 +233,34 @@ def run_worker(
         raise
     stderr = _tail(err.decode("utf-8", "replace"))
     return _interpret(op, where, out, stderr, f"exit code {proc.returncode}")
+
+
+def check_app(env: VersionEnv, *, timeout: float = 300.0) -> None:
+    """Load the active app profile's code in ``env`` (op ``info``), once per env and command.
+
+    Only ops that read an app's threads import its graphs, serializer and
+    ``thread_graph``; without this, a ``--graph`` whose module does not import
+    passed every command in which nothing needed it. Every command that takes the
+    app options gets its environments through :func:`migrator.envs.ensure_env`,
+    which calls this before the command does anything in them.
+
+    Args:
+        env: A version environment.
+        timeout: Seconds the ``info`` op may take.
+
+    Raises:
+        AppCodeError: A module the profile names does not import in ``env``, or lacks
+            the attribute (exit 2, the key named: ``graph NAME``, ``serde``, ...).
+        WorkerError: The worker failed otherwise.
+    """
+    profile = active_profile()
+    if profile is None or profile.empty:
+        return
+    done = checked_envs(profile)
+    if str(env.python) in done:
+        return
+    run_worker(env, "info", {}, timeout=timeout, app=profile)
+    done.add(str(env.python))
 
 
 def _child_env(

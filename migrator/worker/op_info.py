@@ -76,12 +76,19 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
 
     Raises:
         ImportError: langgraph, its Postgres saver or psycopg cannot be imported.
+        AppConfigError: A module the app profile names does not import here.
         CanaryConfigError: The user canaries named do not load.
     """
     # The import check: fail loudly if any of these is broken in this env.
     import langgraph.checkpoint.postgres  # noqa: F401
     import langgraph.graph  # noqa: F401
     import psycopg
+
+    # The app profile, if the host passed one: its modules must import here, whether or
+    # not this command reads an app thread (AppConfigError names the key: exit 2).
+    from migrator.worker import app as worker_app
+
+    worker_app.current()
 
     versions: dict[str, Any] = dict(protocol.installed_versions())
     versions["python"] = platform.python_version()
