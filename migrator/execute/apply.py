@@ -304,12 +304,13 @@ def _unproven_data_hazards(run: _Run, plan: Plan) -> None:
 
     Canaries seeded by the old version show H-TASK-ID and its kin as drift, which
     sends ``migrate`` to the fallback. Without any (nothing seeded), the plan's
-    blast radius is all there is: a database with threads at risk is treated as
-    drift, so ``--fallback dump-restore`` cures them and ``--fallback none``
-    undoes the migration (exit 1) instead of leaving them broken under PASS.
+    blast radius is all there is. With ``--fallback dump-restore`` the user asked
+    for the cure: the threads at risk count as drift, so the fallback runs instead
+    of a PASS that leaves them broken. Without it, the in-place result stands and
+    a warning says how to cure them (``plan`` already reported UNSAFE).
 
     Raises:
-        DriftError: threads at risk and no canary verified.
+        DriftError: threads at risk, no canary verified, and the fallback asked for.
     """
     verified = [c for c in run.checks if c.check == "verify" and c.status != "skip"]
     data = plan.data
@@ -319,12 +320,19 @@ def _unproven_data_hazards(run: _Run, plan: Plan) -> None:
     named = "; ".join(
         f"{r.hazard}: {r.threads} thread(s) ({', '.join(r.thread_ids[:3])})" for r in reaches
     )
-    check = Check(
-        "verify",
-        "fail",
+    summary = (
         f"no canary was verified, and the plan found {data.at_risk} stored thread(s) "
-        f"a breaking data hazard reaches: {named}",
+        f"a breaking data hazard reaches: {named}"
     )
+    if run.settings.fallback != "dump-restore":
+        run.checks.append(Check("verify", "warn", summary))
+        run.notes.append(
+            f"{data.at_risk} stored thread(s) at risk stay as the in-place upgrade left them; "
+            "cure them with `langgraph-migrator migrate --from SPEC --fallback dump-restore` "
+            "(or seed canaries before migrating so that verification can judge them)"
+        )
+        return
+    check = Check("verify", "fail", summary)
     run.checks.append(check)
     raise DriftError(
         f"{data.at_risk} stored thread(s) are at risk ({named}) and no canary proves "

@@ -380,10 +380,11 @@ def test_migrate_without_canaries_never_leaves_threads_at_risk_under_pass(
             cwd=APP_DIR,
         )
         output = proc.stdout + proc.stderr
-        if fallback == "none":
-            assert proc.returncode == 1, output[-4000:]
+        if fallback == "none":  # the in-place result stands, and the warning says so
+            assert proc.returncode == 0, output[-4000:]
             assert "H-TASK-ID" in output and "--fallback dump-restore" in output
-            assert _counts(dsn) == before
+            assert "at risk stay as the in-place upgrade left them" in output
+            assert _counts(dsn) == before  # same rows; only the schema was migrated
             return
         assert proc.returncode == 0, output[-4000:]
         assert _resume_trace(new_env, dsn, "order-1", tmp_path) == ["stock", "ship"]
