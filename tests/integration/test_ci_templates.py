@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
+from psycopg import sql
 
 from migrator import fixtures
 from migrator.lock import advisory_lock
@@ -161,12 +162,38 @@ def task_path_columns(dsn: str) -> int:
     return int(row[0])
 
 
+#: The 2.0.8 fixture's threads that H-TASK-ID reaches: plan calls a database holding
+#: them UNSAFE, and the hook stops there (test_hook_stops_on_threads_at_risk).
+AT_RISK_208 = ("canary:failed_node", "canary:subgraph")
+
+
 @pytest.fixture
 def era_2_0_8(pg_default: Server) -> Any:
-    """A fresh database holding what checkpoint-postgres 2.0.8 left (no task_path)."""
+    """A fresh database holding what checkpoint-postgres 2.0.8 left (no task_path),
+    without the threads a data hazard reaches: the schema migration the hook runs."""
     with scratch_database(pg_default) as dsn:
         fixtures.import_tables(dsn, REPO / "canary_fixtures" / "2.0.8")
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for table in ("checkpoint_writes", "checkpoint_blobs", "checkpoints"):
+                conn.execute(
+                    sql.SQL("DELETE FROM {} WHERE thread_id = ANY(%s)").format(
+                        sql.Identifier(table)
+                    ),
+                    (list(AT_RISK_208),),
+                )
         yield dsn
+
+
+@pytest.mark.slow
+def test_hook_stops_on_threads_at_risk(pg_default: Server, tmp_path: Path) -> None:
+    """Paused 2.0.8 threads H-TASK-ID reaches: plan is UNSAFE, nothing is migrated."""
+    with scratch_database(pg_default) as dsn:
+        fixtures.import_tables(dsn, REPO / "canary_fixtures" / "2.0.8")
+        result = run_hook(dsn, tmp_path, LANGGRAPH_MIGRATOR_SCRATCH_DSN=pg_default.dsn)
+        out = result.stdout + result.stderr
+        assert result.returncode == 1, out
+        assert "H-TASK-ID" in out and "DEPLOY STOPPED" in out
+        assert task_path_columns(dsn) == 0  # nothing changed
 
 
 @pytest.mark.slow
