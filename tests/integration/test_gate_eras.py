@@ -208,11 +208,14 @@ def test_modern_eras_are_clean(reports: Mapping[str, Report], pair: str) -> None
     assert _counts(report) == (0, 0)
     assert {c.check for c in report.checks} == {
         "seed",
+        "setup",  # migrate's schema path, rehearsed
+        "in-place",  # a plain setup() on a copy: what a deploy without the tool gets
         "rolling-deploy",
         "drift",
         "resume",
         "rollback",
     }
+    assert all(c.status == "pass" for c in report.checks if c.check in ("setup", "in-place"))
     assert {c.canary for c in report.checks if c.check == "seed"} == set(ALL)
 
 
