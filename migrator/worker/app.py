@@ -173,7 +173,7 @@ class WorkerApp:
 def compile_over(target: Any, checkpointer: Any, what: str) -> Any:
     """A compiled graph over ``checkpointer`` from a graph, a builder or a factory."""
     if hasattr(target, "get_state") and hasattr(target, "invoke"):  # compiled already
-        return _with_checkpointer(target, checkpointer)
+        return with_checkpointer(target, checkpointer)
     if hasattr(target, "compile") and hasattr(target, "add_node"):  # a StateGraph
         return target.compile(checkpointer=checkpointer)
     if callable(target):
@@ -190,7 +190,8 @@ def compile_over(target: Any, checkpointer: Any, what: str) -> Any:
     )
 
 
-def _with_checkpointer(graph: Any, checkpointer: Any) -> Any:
+def with_checkpointer(graph: Any, checkpointer: Any) -> Any:
+    """A compiled graph's copy over ``checkpointer`` (every langgraph version)."""
     if hasattr(graph, "copy"):
         try:
             return graph.copy(update={"checkpointer": checkpointer})

@@ -93,14 +93,9 @@ def graph_for(spec_or_obj: Any, checkpointer: Any) -> Any:
     if hasattr(obj, "compile") and not hasattr(obj, "get_state"):
         return obj.compile(checkpointer=checkpointer)
     if hasattr(obj, "get_state"):
-        if hasattr(obj, "copy"):
-            try:
-                return obj.copy(update={"checkpointer": checkpointer})
-            except TypeError:
-                pass
-        clone = copy.copy(obj)
-        clone.checkpointer = checkpointer
-        return clone
+        from migrator.worker.app import with_checkpointer
+
+        return with_checkpointer(obj, checkpointer)
     if hasattr(obj, "build"):  # a canary
         return obj.build(checkpointer)
     if callable(obj):

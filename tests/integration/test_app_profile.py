@@ -8,7 +8,6 @@ its pyproject.toml declares and once without it (H-UNDECODABLE-NULL).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from migrator.app.profile import load_profile
 from migrator.cli import main
 from migrator.compare import compare_snapshots
 from migrator.postgres import Server, scratch_database
+from tests.integration.orderbot import run_orderbot
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -42,22 +42,7 @@ def _env(spec: str) -> envs.VersionEnv:
 
 def seed_app(env: envs.VersionEnv, *args: str) -> dict[str, Any]:
     """``python -m orderbot.seed ARGS`` in ``env`` (the app's own code, as the app runs it)."""
-    child_env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("PYTHONPATH", "ORDERBOT_TRACE", "ORDERBOT_FAIL_STOCK")
-    }
-    child_env["PYTHONPATH"] = str(APP_SRC)
-    proc = subprocess.run(
-        [str(env.python), "-m", "orderbot.seed", *args],
-        env=child_env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return dict(json.loads(proc.stdout))
+    return run_orderbot(env, *args)
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ from migrator import envs
 from migrator.app.profile import load_profile
 from migrator.compare import compare_snapshots
 from migrator.postgres import Server, scratch_database
+from tests.integration.orderbot import run_orderbot
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -57,17 +58,7 @@ def _child_env(key: str | None) -> dict[str, str]:
 
 
 def _seed(env: envs.VersionEnv, dsn: str, key: str, *args: str) -> None:
-    child = _child_env(key)
-    child["PYTHONPATH"] = str(APP_SRC)
-    proc = subprocess.run(
-        [str(env.python), "-m", "orderbot.seed", *args, dsn],
-        env=child,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_orderbot(env, *args, dsn, extra_env={KEY_ENV: key})
 
 
 def _cli(key: str | None, *args: str) -> subprocess.CompletedProcess[str]:

@@ -9,9 +9,6 @@ when a thread is resumed, so tests of the tool can rely on those shapes.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +17,7 @@ import pytest
 
 from migrator import envs
 from migrator.postgres import Server, scratch_database
+from tests.integration.orderbot import run_orderbot
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -34,23 +32,7 @@ def _env(era: str) -> envs.VersionEnv:
 
 def _app(env: envs.VersionEnv, *args: str) -> dict[str, Any]:
     """Run ``python -m orderbot.seed ARGS`` in ``env``; its JSON summary."""
-    child_env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("PYTHONPATH", "ORDERBOT_TRACE", "ORDERBOT_FAIL_STOCK")
-    }
-    child_env["PYTHONPATH"] = str(APP_SRC)
-    proc = subprocess.run(
-        [str(env.python), "-m", "orderbot.seed", *args],
-        env=child_env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result: dict[str, Any] = json.loads(proc.stdout)
-    return result
+    return run_orderbot(env, *args)
 
 
 def _resume(env: envs.VersionEnv, dsn: str, thread: str, tmp_path: Path) -> list[str]:

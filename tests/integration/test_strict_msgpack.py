@@ -10,7 +10,6 @@ it, the same strict gate passes.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ import pytest
 
 from migrator import envs
 from migrator.postgres import Server, scratch_database
+from tests.integration.orderbot import run_orderbot
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -33,18 +33,7 @@ THREADS = ["order-1", "order-2", "return-1"]
 
 
 def _seed(dsn: str) -> None:
-    env = envs.ensure_env(envs.parse_version_set(OLD))
-    child = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    child["PYTHONPATH"] = str(APP_SRC)
-    proc = subprocess.run(
-        [str(env.python), "-m", "orderbot.seed", dsn],
-        env=child,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_orderbot(envs.ensure_env(envs.parse_version_set(OLD)), dsn)
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
