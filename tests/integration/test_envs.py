@@ -31,6 +31,7 @@ from migrator.envs import (
     parse_version_set,
     run_worker,
 )
+from tests.integration.fakeworker import stage_worker
 
 pytestmark = pytest.mark.slow
 
@@ -185,71 +186,11 @@ def test_requirements_file_with_missing_package(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ workers
 
-FAKE_OPS = {
-    "echo": """
-        def run(request):
-            print("libraries print to stdout; this must not reach the response")
-            return {"echo": request}
-        """,
-    "boom": """
-        def run(request):
-            raise ValueError("bäd\\nvalue ✓")
-        """,
-    "die": """
-        import os, sys
-        def run(request):
-            sys.stderr.write("about to die\\n")
-            sys.stderr.flush()
-            os._exit(3)
-        """,
-    "sleep": """
-        import os, subprocess, sys, time
-        def run(request):
-            child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
-            with open(request["pid_file"], "w") as f:
-                f.write(f"{os.getpid()} {child.pid}")
-            sys.stderr.write("sleeping now\\n")
-            sys.stderr.flush()
-            time.sleep(300)
-            return {}
-        """,
-    "boom_when": """
-        import os, time
-        def run(request):
-            while not os.path.exists(request["after"]):
-                time.sleep(0.05)
-            raise ValueError("planned failure")
-        """,
-    "notjson": """
-        def run(request):
-            return {"value": object()}
-        """,
-    "progress": """
-        import time
-        from migrator.worker import progressfile
-        def run(request):
-            progressfile.EVERY_S = 0.05
-            meter = progressfile.ProgressFile(request["progress_path"], of=None)
-            started = time.monotonic()
-            while time.monotonic() - started < request["seconds"]:
-                time.sleep(0.02)
-                meter.advance(1, 1)
-                if request.get("stall_after") and meter.threads >= request["stall_after"]:
-                    time.sleep(300)
-            meter.finish()
-            return {"threads": meter.threads}
-        """,
-}
-
 
 @pytest.fixture(scope="module")
 def fake_worker_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the worker package plus test-only ops (production code stays clean)."""
-    root = tmp_path_factory.mktemp("worker")
-    shutil.copytree(envs.worker_source_dir(cache=root / "cache") / "migrator", root / "migrator")
-    for name, body in FAKE_OPS.items():
-        (root / "migrator" / "worker" / f"op_{name}.py").write_text(textwrap.dedent(body))
-    return root
+    return stage_worker(tmp_path_factory.mktemp("worker"))
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,6 @@ op to the next.
 
 from __future__ import annotations
 
-import os
-import shutil
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -20,56 +17,16 @@ import pytest
 from migrator import envs
 from migrator.envs import forkserver
 from migrator.errors import WorkerError
+from migrator.postgres.local import process_alive
+from tests.integration.fakeworker import stage_worker
 
 pytestmark = pytest.mark.slow
-
-OPS = {
-    "whoami": """
-        import os
-        def run(request):
-            print("printed by a library")
-            return {"pid": os.getpid(), "ppid": os.getppid(), "echo": request}
-        """,
-    "leave": """
-        import sys
-        def run(request):
-            sys.modules["migrator.worker"].LEFT_BEHIND = request["value"]
-            return {}
-        """,
-    "look": """
-        import sys
-        def run(request):
-            return {"found": getattr(sys.modules["migrator.worker"], "LEFT_BEHIND", None)}
-        """,
-    "die": """
-        import os, sys
-        def run(request):
-            sys.stderr.write("about to die\\n")
-            sys.stderr.flush()
-            os._exit(3)
-        """,
-    "sleep": """
-        import os, subprocess, sys, time
-        def run(request):
-            child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
-            with open(request["pid_file"], "w") as f:
-                f.write(f"{os.getpid()} {child.pid}")
-            sys.stderr.write("sleeping now\\n")
-            sys.stderr.flush()
-            time.sleep(300)
-            return {}
-        """,
-}
 
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the worker package plus test-only ops."""
-    where = tmp_path_factory.mktemp("worker")
-    shutil.copytree(envs.worker_source_dir(cache=where / "cache") / "migrator", where / "migrator")
-    for name, body in OPS.items():
-        (where / "migrator" / "worker" / f"op_{name}.py").write_text(textwrap.dedent(body))
-    return where
+    return stage_worker(tmp_path_factory.mktemp("worker"))
 
 
 @pytest.fixture(scope="module")
@@ -77,19 +34,11 @@ def env() -> envs.VersionEnv:
     return envs.ensure_env(envs.parse_version_set("current"))
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def _gone(*pids: int, within: float = 5.0) -> bool:
     deadline = time.monotonic() + within
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+    while any(process_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-    return not any(_alive(p) for p in pids)
+    return not any(process_alive(p) for p in pids)
 
 
 def _servers() -> list[forkserver.ForkServer]:
