@@ -44,11 +44,11 @@ import psycopg
 from psycopg import sql
 
 from migrator import envs
-from migrator.backup_ddl import DdlRefused, TableDdl, parse_table_ddl
 from migrator.errors import ConfigError, ConnectError, MigratorError
 from migrator.snapshot import dumps
 
 if TYPE_CHECKING:
+    from migrator.backup.ddl import TableDdl
     from migrator.postgres import Server
 
 FIXTURE_FORMAT = "langgraph-migrator/fixture@1"
@@ -222,6 +222,9 @@ def _read_payload(fixture_dir: Path, table: Mapping[str, Any]) -> bytes:
 
 def _recognised(fixture_dir: Path, table: dict[str, Any]) -> TableDdl:
     """The fixture's recorded DDL as statements the tool writes (refused otherwise)."""
+    # Imported here: migrator.backup imports this module (CHECKPOINT_TABLES, table_ddl).
+    from migrator.backup.ddl import DdlRefused, parse_table_ddl
+
     try:
         return parse_table_ddl(table["name"], table["ddl"])
     except DdlRefused as exc:

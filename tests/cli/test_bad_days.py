@@ -569,7 +569,7 @@ def _wait_for_lock_wait(dsn: str, proc: subprocess.Popen[str], timeout: float = 
 def test_an_interrupt_hidden_behind_a_failed_statement_is_found() -> None:
     """Issue 12 #12: Ctrl-C in a COPY aborts the transaction; the next statement's error
     (``current transaction is aborted``) must not turn the interrupt into exit 3."""
-    from migrator.backup_restore import INTERRUPTED_NOTE, _interrupt_in, _rolled_back
+    from migrator.backup.restore import INTERRUPTED_NOTE, _interrupt_in, _rolled_back
 
     interrupt = KeyboardInterrupt()
     try:

@@ -19,7 +19,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from migrator import backup, backup_manifest, envs, fixtures, partprogress
+from migrator import backup, envs, fixtures, partprogress
+from migrator.backup import manifest as backup_manifest
 from migrator.compare import compare_snapshots
 from migrator.errors import ConfigError, LockTimeoutError
 from migrator.lock import advisory_lock

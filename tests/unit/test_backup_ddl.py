@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from migrator.backup_ddl import DdlRefused, check_restorable, parse_table_ddl
+from migrator.backup.ddl import DdlRefused, check_restorable, parse_table_ddl
 from migrator.errors import ConfigError
 
 FIXTURES = Path(__file__).resolve().parents[2] / "canary_fixtures"

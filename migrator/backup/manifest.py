@@ -8,9 +8,9 @@ portable DDL, rows) and every file (rows, bytes, SHA-256), and seals itself with
 ``verify_backup`` needs no database: manifest integrity, completeness, sizes,
 SHA-256 of every file, the binary COPY signature and trailer, and that each
 checkpoint table's recorded DDL is DDL the tool itself generates
-(``migrator.backup_ddl``: the restore runs the tool's statements, never that
+(``migrator.backup.ddl``: the restore runs the tool's statements, never that
 text). The catalog lookups here (where the checkpoint tables live, their DDL) are
-shared by ``migrator.backup`` (create) and ``migrator.backup_restore`` (restore),
+shared by ``migrator.backup`` (create) and ``migrator.backup.restore`` (restore),
 so both read a database the same way.
 """
 
@@ -30,7 +30,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from migrator.backup_ddl import DdlRefused, TableDdl, parse_table_ddl
+from migrator.backup.ddl import DdlRefused, TableDdl, parse_table_ddl
 from migrator.errors import ConfigError, ConnectError
 from migrator.fixtures import CHECKPOINT_TABLES, table_ddl
 from migrator.postgres.dsn import redact_dsn, redact_text

@@ -18,8 +18,8 @@ tag that ends the COPY (``cursor.rowcount``) is exact for the snapshot the file 
 written from and costs nothing per row. ``restore_backup`` checks it again with
 ``count(*)`` before it swaps anything in.
 
-Verification (``verify_backup``) and the manifest live in ``migrator.backup_manifest``,
-the restore (``restore_backup``) in ``migrator.backup_restore``; all of them are
+Verification (``verify_backup``) and the manifest live in ``migrator.backup.manifest``,
+the restore (``restore_backup``) in ``migrator.backup.restore``; all of them are
 importable from here.
 """
 
@@ -43,8 +43,8 @@ import psycopg
 from psycopg import sql
 
 from migrator import __version__
-from migrator.backup_ddl import check_restorable
-from migrator.backup_manifest import (
+from migrator.backup.ddl import check_restorable
+from migrator.backup.manifest import (
     BACKUP_FORMAT,
     CHUNK,
     LEDGER_SCHEMA,
@@ -64,7 +64,7 @@ from migrator.backup_manifest import (
     verify_backup,
     write_manifest,
 )
-from migrator.backup_restore import RestoreResult, restore_backup
+from migrator.backup.restore import RestoreResult, restore_backup
 from migrator.errors import ConfigError, ConnectError, MigratorError
 from migrator.output import output_error
 from migrator.postgres.capacity import cap_jobs, distinct_threads, server_capacity
@@ -469,7 +469,7 @@ def _run_backup(
         database=str(leader.info.dbname),
     )
     write_manifest(manifest, created)
-    (out_dir / MANIFEST).chmod(FILE_MODE)  # written by backup_manifest: owner-only too
+    (out_dir / MANIFEST).chmod(FILE_MODE)  # written by backup.manifest: owner-only too
     say(f"backup complete: {sum(t.rows for t in tables)} rows, {manifest.total_bytes} bytes")
     return manifest
 

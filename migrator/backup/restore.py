@@ -2,7 +2,7 @@
 
 ``restore_backup`` verifies first (``verify_backup``, no database), takes the
 migrator's advisory lock, creates each table with the statements the tool generates
-(``migrator.backup_ddl``; the DDL text in the manifest is only compared with them,
+(``migrator.backup.ddl``; the DDL text in the manifest is only compared with them,
 never executed), loads the files with ``COPY ... FROM STDIN (FORMAT
 binary, FREEZE)`` into a shadow schema, checks every table's ``count(*)`` against
 the manifest, and in the same transaction moves the live tables into
@@ -26,7 +26,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from migrator.backup_manifest import (
+from migrator.backup.manifest import (
     CHUNK,
     LEDGER_SCHEMA,
     BackupManifest,
