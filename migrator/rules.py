@@ -206,6 +206,17 @@ class BenignRule:
         )
 
 
+def _sends_as_pregel_tasks(path: str, kind: str, old: Any, new: Any) -> bool:
+    """Paused Send packets read back as the ``__pregel_tasks`` channel value (Sends only)."""
+    return (
+        kind == "key_added"
+        and path.endswith(".channel_values.__pregel_tasks")
+        and isinstance(new, list)
+        and bool(new)
+        and all(base_tag(v) == "Send" for v in new)
+    )
+
+
 BENIGN_RULES: tuple[BenignRule, ...] = (
     BenignRule(
         id="state-tasks-absent-0.2",
@@ -263,13 +274,7 @@ BENIGN_RULES: tuple[BenignRule, ...] = (
         package="langgraph-checkpoint-postgres",
         old=VersionRange(at_least="1.0.9", below="2.0.14"),
         new=VersionRange(at_least="2.0.25"),
-        predicate=lambda path, kind, old, new: (
-            kind == "key_added"
-            and path.endswith(".channel_values.__pregel_tasks")
-            and isinstance(new, list)
-            and bool(new)
-            and all(base_tag(v) == "Send" for v in new)
-        ),
+        predicate=_sends_as_pregel_tasks,
     ),
     BenignRule(
         id="pending-sends-restored-1.0.0",
@@ -286,13 +291,7 @@ BENIGN_RULES: tuple[BenignRule, ...] = (
         package="langgraph-checkpoint-postgres",
         old=VersionRange(at_least="1.0.0", below="1.0.9"),
         new=VersionRange(at_least="2.0.25"),
-        predicate=lambda path, kind, old, new: (
-            kind == "key_added"
-            and path.endswith(".channel_values.__pregel_tasks")
-            and isinstance(new, list)
-            and bool(new)
-            and all(base_tag(v) == "Send" for v in new)
-        ),
+        predicate=_sends_as_pregel_tasks,
     ),
     BenignRule(
         id="metadata-config-copies",
