@@ -16,8 +16,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from migrator.backup import BackupManifest, RestoreResult
-    from migrator.dump_manifest import DumpManifest
     from migrator.dumprestore import RestoreResult as DumpRestoreResult
+    from migrator.dumprestore.manifest import DumpManifest
     from migrator.execute import Backup, Confirm, MigrateOutcome, MigrateSettings
     from migrator.plan import Plan
     from migrator.postgres import Server
@@ -284,8 +284,8 @@ def dump(
     Returns:
         The manifest (also written to ``<out_path>.manifest.json``).
     """
-    from migrator.dump_manifest import parse_shard
     from migrator.dumprestore import dump_threads
+    from migrator.dumprestore.manifest import parse_shard
 
     shard_pair = parse_shard(shard)
     env = envs.ensure_env(envs.parse_version_set(from_spec), progress=progress)
@@ -326,8 +326,8 @@ def restore(
     """
     import os
 
-    from migrator.dump_manifest import read_allow_file
     from migrator.dumprestore import restore_dump
+    from migrator.dumprestore.manifest import read_allow_file
 
     allowed = list(allow_types) + (read_allow_file(allow_file) if allow_file else [])
     env = envs.ensure_env(envs.parse_version_set(to_spec), progress=progress)

@@ -43,7 +43,7 @@ from migrator.backup.manifest import (
     verify_backup,
 )
 from migrator.errors import ConfigError, LockTimeoutError
-from migrator.partprogress import ByteProgress
+from migrator.output.progress import ByteProgress
 from migrator.postgres.dsn import connect
 
 #: ``lock_timeout`` for the swap: waiting longer would queue every app query behind us.

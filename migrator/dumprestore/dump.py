@@ -11,21 +11,21 @@ from pathlib import Path
 from typing import Any
 
 from migrator import envs
-from migrator.dump_manifest import (
-    DumpManifest,
-    manifest_path,
-    merge_parts,
-    sub_shards,
-)
 from migrator.dumprestore.common import (
     IDLE_TIMEOUT_S,
     Progress,
     _quiet,
     run_parallel,
 )
+from migrator.dumprestore.manifest import (
+    DumpManifest,
+    manifest_path,
+    merge_parts,
+    sub_shards,
+)
 from migrator.errors import ConfigError, WorkerError
 from migrator.output import output_error, remove_quietly, worker_output_error
-from migrator.partprogress import PartProgress
+from migrator.output.progress import PartProgress
 from migrator.postgres.capacity import cap_jobs, distinct_threads, server_capacity
 from migrator.postgres.dsn import connect, redact_dsn
 from migrator.worker.privatefiles import open_private, write_private
@@ -62,7 +62,7 @@ def dump_threads(
         jobs: Workers (and database connections) reading at once.
         progress: One-line progress messages.
         timeout: Seconds a worker may go without progress before it is killed
-            (:mod:`migrator.partprogress`; a long run is not cut off).
+            (:mod:`migrator.output.progress`; a long run is not cut off).
 
     Returns:
         The manifest, also written to ``<out_path>.manifest.json``.

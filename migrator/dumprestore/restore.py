@@ -15,12 +15,6 @@ import psycopg
 from psycopg import sql
 
 from migrator import envs
-from migrator.dump_manifest import (
-    DumpSet,
-    disallowed_types,
-    load_dump_set,
-    swap_refusal,
-)
 from migrator.dumprestore.common import (
     BUILTIN_TRANSFORMS,
     CREATE_SCHEMA_SQL,
@@ -42,6 +36,12 @@ from migrator.dumprestore.common import (
     _quiet,
     run_parallel,
 )
+from migrator.dumprestore.manifest import (
+    DumpSet,
+    disallowed_types,
+    load_dump_set,
+    swap_refusal,
+)
 from migrator.errors import (
     ConfigError,
     ConnectError,
@@ -51,7 +51,7 @@ from migrator.errors import (
     WorkerError,
 )
 from migrator.lock import advisory_lock, migrator_lock
-from migrator.partprogress import PartProgress
+from migrator.output.progress import PartProgress
 from migrator.postgres import redact_dsn
 from migrator.swap import swap_tables
 
@@ -105,7 +105,7 @@ def restore_dump(
         schema: The live schema holding the checkpoint tables.
         progress: One-line progress messages.
         timeout: Seconds a worker may go without progress before it is killed
-            (:mod:`migrator.partprogress`; a long run is not cut off).
+            (:mod:`migrator.output.progress`; a long run is not cut off).
         lock_wait: Seconds to wait for another migrator.
         lock_held: The caller holds the migrator lock (``migrate``'s fallback).
         extra_env: Extra environment for the worker (e.g. ``PYTHONPATH`` for the

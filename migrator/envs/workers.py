@@ -185,7 +185,7 @@ def run_worker(
         app: The application profile the worker loads (default: the active one,
             :func:`migrator.app.profile.use_profile`).
         idle: Seconds since the worker last made progress (its progress file,
-            :class:`migrator.partprogress.PartProgress`): ``timeout`` then limits
+            :class:`migrator.output.progress.PartProgress`): ``timeout`` then limits
             the time without progress, not the whole run.
 
     Returns:

@@ -5,7 +5,7 @@ or restore of millions of checkpoints runs for many minutes. So the op rewrites
 ``{"threads", "checkpoints", "of"}`` in ``request["progress_path"]`` (atomically,
 at most once per :data:`EVERY_S`); the host turns the files of its workers into
 progress lines and kills a worker only when its file stops moving (an idle
-timeout instead of a fixed one, :mod:`migrator.partprogress`). Only real work
+timeout instead of a fixed one, :mod:`migrator.output.progress`). Only real work
 advances it: a worker stuck on a lock or a query stays still and is caught.
 
 Stdlib only (runs in every version environment).

@@ -19,11 +19,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from migrator import backup, envs, fixtures, partprogress
+from migrator import backup, envs, fixtures
 from migrator.backup import manifest as backup_manifest
 from migrator.compare import compare_snapshots
 from migrator.errors import ConfigError, LockTimeoutError
 from migrator.lock import advisory_lock
+from migrator.output import progress as partprogress
 
 pytestmark = [pytest.mark.pg_core, pytest.mark.timeout(600)]
 

@@ -19,8 +19,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from migrator import dump_manifest, dumprestore, envs, fixtures
+from migrator import dumprestore, envs, fixtures
 from migrator.compare import compare_resumes, compare_snapshots
+from migrator.dumprestore import manifest as dump_manifest
 from migrator.errors import ConfigError, MigrationError
 from migrator.postgres import Server, scratch_database
 from migrator.postgres.dsn import with_dbname

@@ -15,8 +15,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from migrator import dump_manifest, dumprestore, envs, fixtures, partprogress
+from migrator import dumprestore, envs, fixtures
+from migrator.dumprestore import manifest as dump_manifest
 from migrator.errors import ConfigError, MigrationError
+from migrator.output import progress as partprogress
 from migrator.postgres import Server, scratch_database
 from tests.integration.test_dumprestore import _env, _schemas
 from tests.integration.test_dumprestore import _table_rows as _rows

@@ -397,7 +397,7 @@ def test_idle_timeout_spares_a_worker_that_keeps_moving(
     current_env: VersionEnv, fake_worker_root: Path
 ) -> None:
     """dump/restore: ``timeout`` limits the time without progress, not the run."""
-    from migrator.partprogress import PartProgress
+    from migrator.output.progress import PartProgress
 
     with PartProgress("dump", 1, lambda _: None, every=3600) as meter:
         started = time.monotonic()
@@ -416,7 +416,7 @@ def test_idle_timeout_spares_a_worker_that_keeps_moving(
 def test_idle_timeout_kills_a_worker_that_stops_moving(
     current_env: VersionEnv, fake_worker_root: Path
 ) -> None:
-    from migrator.partprogress import PartProgress
+    from migrator.output.progress import PartProgress
 
     with PartProgress("dump", 1, lambda _: None, every=3600) as meter:
         started = time.monotonic()

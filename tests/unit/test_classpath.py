@@ -8,7 +8,7 @@ import types
 
 import pytest
 
-from migrator.dump_manifest import disallowed_types
+from migrator.dumprestore.manifest import disallowed_types
 from migrator.worker.classpath import ClassRefusedError, is_allowed, resolve_class
 from migrator.worker.decode import Decoder, DisallowedTypeError
 

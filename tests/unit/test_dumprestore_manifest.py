@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from migrator.dump_manifest import (
+from migrator.dumprestore.manifest import (
     MANIFEST_FORMAT,
     DumpSet,
     file_sha256,

@@ -6,7 +6,7 @@ import os
 import re
 import time
 
-from migrator.partprogress import ByteProgress, PartProgress, _duration
+from migrator.output.progress import ByteProgress, PartProgress, _duration
 from migrator.worker import progressfile
 from migrator.worker.progressfile import ProgressFile
 
