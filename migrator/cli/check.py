@@ -169,7 +169,7 @@ def upgrade_check(
     if junit_out:
         reports.write_junit(result, junit_out, show_values=show_values)
     if html_out:
-        from migrator.report_html import write_html
+        from migrator.report.html import write_html
 
         write_html(result, html_out, show_values=show_values)
     from migrator.annotations import emit_annotations

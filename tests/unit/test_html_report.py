@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from migrator.report import Check, Report
-from migrator.report_html import render_html, write_html
+from migrator.report.html import render_html, write_html
 
 HOSTILE = '<script>alert("x")</script> & </pre>'
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from migrator.report import Check, Report, append_step_summary, write_json, write_junit
-from migrator.report_html import write_html
+from migrator.report.html import write_html
 from migrator.snapshot import Snapshot, save_snapshot
 from migrator.worker.dumpfile import GzipLines
 from migrator.worker.privatefiles import open_private, private_dir, write_private

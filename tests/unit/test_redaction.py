@@ -32,7 +32,7 @@ from migrator.report import (
     write_json,
     write_junit,
 )
-from migrator.report_html import render_html, write_html
+from migrator.report.html import render_html, write_html
 from migrator.verify import _thread_check
 
 OLD_SECRET = "sk-old-5ecret-A1b2C3"

@@ -16,7 +16,7 @@ import xmlschema
 from migrator import api
 from migrator.config import CheckSettings, PgChoice
 from migrator.report import REPORT_FORMAT, Check, Report, write_json, write_junit
-from migrator.report_schema import report_schema, validate_report
+from migrator.report.schema import report_schema, validate_report
 
 ROOT = Path(__file__).resolve().parents[2]
 JUNIT_XSD = ROOT / "tests" / "data" / "junit.xsd"

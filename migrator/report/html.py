@@ -16,7 +16,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from migrator.report import Report
+from migrator.report.model import Report
 from migrator.worker.privatefiles import open_private, private_parent
 
 VALUE_LIMIT = 4000

@@ -1,0 +1,108 @@
+"""The report value types: a ``Report`` is a list of ``Check`` results.
+
+Each check is tri-state-plus-warning: ``pass``, ``fail`` (breaks the gate), ``warn``
+(a deploy constraint the team must know, e.g. the migration must finish before new
+pods serve) or ``skip``. The JSON shape is documented in ``docs/report-format.md``.
+
+A check keeps the values of its differences (``old``, ``new``, ``summary_values``)
+so that ``--show-values`` can show them; every rendering goes through
+:meth:`Check.shown_differences` (:func:`migrator.values.redact_difference`), which
+withholds them unless ``show_values`` is passed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from migrator.values import redact_difference
+
+Status = Literal["pass", "fail", "warn", "skip"]
+
+REPORT_FORMAT = "langgraph-migrator/report@1"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One verdict: a check (``drift``, ``resume``, ...) on one canary or thread, or global."""
+
+    check: str
+    status: Status
+    summary: str
+    canary: str | None = None
+    thread_id: str | None = None
+    hazards: tuple[str, ...] = ()
+    differences: tuple[Mapping[str, Any], ...] = ()
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """``check[canary]``: the JUnit test case name."""
+        target = self.canary or self.thread_id
+        return f"{self.check}[{target}]" if target else self.check
+
+    def shown_differences(self, show_values: bool = False) -> list[dict[str, Any]]:
+        """The differences as a report may show them: values only with ``show_values``."""
+        return [redact_difference(d, show_values) for d in self.differences]
+
+    def to_dict(self, show_values: bool = False) -> dict[str, Any]:
+        """JSON-ready dict (see docs/report-format.md); values only with ``show_values``."""
+        return {
+            "check": self.check,
+            "name": self.name,
+            "status": self.status,
+            "summary": self.summary,
+            "canary": self.canary,
+            "thread_id": self.thread_id,
+            "hazards": list(self.hazards),
+            "differences": self.shown_differences(show_values),
+            "details": dict(self.details),
+        }
+
+
+@dataclass(frozen=True)
+class Report:
+    """The outcome of one command run."""
+
+    command: str
+    checks: tuple[Check, ...]
+    versions: Mapping[str, Any] = field(default_factory=dict)
+    server: Mapping[str, Any] = field(default_factory=dict)
+    timings: Mapping[str, float] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def verdict(self) -> Literal["pass", "fail"]:
+        """``fail`` when any check failed; warnings do not fail the gate."""
+        return "fail" if any(c.status == "fail" for c in self.checks) else "pass"
+
+    @property
+    def hazards(self) -> list[str]:
+        """Hazard ids seen in any non-passing check, sorted."""
+        return sorted({h for c in self.checks if c.status != "pass" for h in c.hazards})
+
+    def counts(self) -> dict[str, int]:
+        """Number of checks per status, and breaking/benign difference counts."""
+        out = {s: 0 for s in ("pass", "fail", "warn", "skip")}
+        for c in self.checks:
+            out[c.status] += 1
+        diffs = [d for c in self.checks for d in c.differences]
+        out["breaking"] = sum(1 for d in diffs if d.get("severity") == "breaking")
+        out["benign"] = sum(1 for d in diffs if d.get("severity") == "benign")
+        return out
+
+    def to_dict(self, show_values: bool = False) -> dict[str, Any]:
+        """JSON-ready dict (see docs/report-format.md); values only with ``show_values``."""
+        return {
+            "format": REPORT_FORMAT,
+            "command": self.command,
+            "verdict": self.verdict,
+            "counts": self.counts(),
+            "hazards": self.hazards,
+            "versions": dict(self.versions),
+            "server": dict(self.server),
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "notes": list(self.notes),
+            "checks": [c.to_dict(show_values) for c in self.checks],
+        }
