@@ -57,12 +57,18 @@ def env_info(spec: str, *, progress: Progress = _quiet, timeout: float = 300.0) 
 
     Returns:
         The worker's ``info`` answer: installed versions and that version's ``MIGRATIONS``,
-        plus ``env`` (label, python, cache key).
+        plus ``env`` (label, python, cache key) and, with an app profile active,
+        ``app`` (the profile, whose code was imported in that environment).
     """
+    from migrator.app.profile import active_profile
+
     version_set = envs.parse_version_set(spec)
-    env = envs.ensure_env(version_set, progress=progress)
+    env = envs.ensure_env(version_set, progress=progress)  # imports the app's code there
     info = envs.run_worker(env, "info", {}, timeout=timeout)
     info["env"] = {"label": env.label, "key": version_set.key}
+    profile = active_profile()
+    if profile is not None:
+        info["app"] = {**profile.to_dict(), "imports": "ok", "summary": profile.describe()}
     return info
 
 

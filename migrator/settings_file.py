@@ -367,7 +367,41 @@ def effective_options(
         )
     for c in reversed(contexts):
         c.close()
+    return _with_app_table(out, ctx.params)
+
+
+def _with_app_table(rows: list[EffectiveOption], params: dict[str, Any]) -> list[EffectiveOption]:
+    """The app flags as the command resolves them, ``[tool.langgraph-migrator.app]`` included.
+
+    The app table is read by :func:`migrator.app.profile.load_profile`, not by
+    click's default map, so click alone reports its keys as defaults.
+    """
+    from migrator.app.profile import FLAG_KEYS, setting_origins
+
+    if not any(row.option.lstrip("-") in _APP_FLAG_NAMES for row in rows):
+        return rows
+    origins = setting_origins({name: params.get(name) for name in FLAG_KEYS})
+    out = []
+    for row in rows:
+        name = _APP_FLAG_NAMES.get(row.option.lstrip("-"))
+        if name is None or row.source == "env":
+            out.append(row)
+            continue
+        got = origins[name]
+        out.append(
+            EffectiveOption(row.command, row.option, _masked(got.value), got.source, got.origin)
+        )
     return out
+
+
+#: ``--flag`` name -> click parameter name of the app flags (``migrator.app.options``).
+_APP_FLAG_NAMES = {
+    "app-path": "app_paths",
+    "graph": "app_graphs",
+    "serde": "app_serde",
+    "thread-graph": "app_thread_graph",
+    "key-env": "app_key_env",
+}
 
 
 def resolve_show(root: click.Context, words: list[str]) -> list[EffectiveOption]:

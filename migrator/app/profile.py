@@ -315,6 +315,81 @@ def _override(
     return None
 
 
+#: Click parameter name of an app flag -> its key in the app table.
+FLAG_KEYS = {
+    "app_paths": "paths",
+    "app_graphs": "graphs",
+    "app_serde": "serde",
+    "app_thread_graph": "thread_graph",
+    "app_key_env": "key_env",
+}
+
+
+@dataclass(frozen=True)
+class SettingOrigin:
+    """Where one app setting's effective value comes from (for ``config show``)."""
+
+    value: Any
+    source: str  # flag | file | default
+    origin: str | None
+
+
+def setting_origins(
+    flags: Mapping[str, Any], start: Path | None = None
+) -> dict[str, SettingOrigin]:
+    """The effective app settings a command would run with, and where each came from.
+
+    Args:
+        flags: The command's app flag values by click parameter name (``app_graphs``, ...);
+            empty or None when not given.
+        start: Where to search upward for the pyproject (default: cwd).
+
+    Returns:
+        Click parameter name -> value and source. Paths are shown relative to the
+        pyproject's directory (or the working directory) when inside it.
+
+    Raises:
+        ConfigError: as :func:`load_profile`.
+    """
+    profile = load_profile(
+        start,
+        paths=flags.get("app_paths") or (),
+        graphs=flags.get("app_graphs") or (),
+        serde=flags.get("app_serde"),
+        thread_graph=flags.get("app_thread_graph"),
+        key_env=flags.get("app_key_env"),
+    )
+    table = (_app_table(profile.source) or {}) if profile.source else {}
+    base = profile.source.parent if profile.source else Path.cwd()
+
+    def shown(path: Path) -> str:
+        try:
+            return str(path.relative_to(base)) or "."
+        except ValueError:
+            return str(path)
+
+    values: dict[str, Any] = {
+        "app_paths": [shown(p) for p in profile.paths],
+        "app_graphs": [f"{k}={v}" for k, v in sorted(profile.graphs.items())],
+        "app_serde": profile.serde,
+        "app_thread_graph": profile.thread_graph,
+        "app_key_env": profile.key_env,
+    }
+    out = {}
+    for name, key in FLAG_KEYS.items():
+        if flags.get(name):
+            merged = key == "graphs" and key in table
+            source = "flag"
+            origin = f"merged with {_where(profile.source, key)}" if merged else None
+        elif key in table or (key == "paths" and profile.source and profile.paths):
+            source = "file"
+            origin = _where(profile.source, key if key in table else "paths (default: . and src)")
+        else:
+            source, origin = "default", None
+        out[name] = SettingOrigin(values[name], source, origin)
+    return out
+
+
 _ACTIVE: list[AppProfile] = []
 _LOCK = threading.Lock()
 #: id of an active profile -> the environments its code was found to import in.

@@ -9,6 +9,7 @@ import sys
 import click
 
 from migrator import api
+from migrator.app.options import app_options
 from migrator.cli.output import _ScrubbedStream
 from migrator.cli.root import _progress, cli
 
@@ -110,19 +111,23 @@ def env_group() -> None:
 
 
 @env_group.command("info")
+@app_options
 @click.argument("spec")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def env_info(spec: str, as_json: bool) -> None:
     """Usage: langgraph-migrator env info SPEC
 
     Build (or reuse) the environment for SPEC and print its versions and the
-    MIGRATIONS its setup() would run.
+    MIGRATIONS its setup() would run. With an app profile, the environment gets
+    the app's requirements and the app's graphs and serde are imported in it.
     """
     info = api.env_info(spec, progress=_progress(as_json))
     if as_json:
         click.echo(json.dumps(info, indent=2, sort_keys=True))
         return
     click.echo(f"environment: {info['env']['label']} (key {info['env']['key']})")
+    if info.get("app"):
+        click.echo(f"{info['app']['summary']}: imports ok in this environment")
     for name, version in sorted(info.get("versions", {}).items()):
         click.echo(f"  {name}=={version}")
     migrations = info.get("migrations") or []

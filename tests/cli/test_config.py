@@ -223,3 +223,49 @@ def test_every_command_of_the_real_cli_is_covered():
         for param in command.params:
             if isinstance(param, click.Option) and not param.hidden:
                 assert param.envvar, f"{' '.join(path)} {param.opts} has no env var"
+
+
+APP_PYPROJECT = """\
+[project]
+name = "shop"
+
+[tool.langgraph-migrator.app]
+paths = ["src"]
+graphs = { orders = "shop.graphs:orders" }
+serde = "shop.persistence:make_serde"
+key_env = "SHOP_AES_KEY"
+"""
+
+
+def test_config_show_reports_the_app_table_as_the_command_resolves_it(tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "pyproject.toml").write_text(APP_PYPROJECT)
+    rows = _show(tmp_path, "upgrade-check")
+    assert rows["upgrade-check --app-path"]["value"] == ["src"]  # relative: no machine path
+    assert rows["upgrade-check --graph"] == {
+        "command": "upgrade-check",
+        "option": "--graph",
+        "value": ["orders=shop.graphs:orders"],
+        "source": "file",
+        "origin": "pyproject.toml [tool.langgraph-migrator.app] graphs",
+    }
+    assert rows["upgrade-check --serde"]["source"] == "file"
+    assert rows["upgrade-check --key-env"]["value"] == "SHOP_AES_KEY"
+    assert rows["upgrade-check --thread-graph"]["source"] == "default"
+
+    # A flag adds a graph to the file's (as the command does) and replaces the serde.
+    rows = _show(tmp_path, "verify", "--graph", "returns=shop.graphs:returns", "--serde", "x:y")
+    graph = rows["verify --graph"]
+    assert graph["value"] == ["orders=shop.graphs:orders", "returns=shop.graphs:returns"]
+    assert (graph["source"], graph["origin"]) == (
+        "flag",
+        "merged with pyproject.toml [tool.langgraph-migrator.app] graphs",
+    )
+    assert (rows["verify --serde"]["value"], rows["verify --serde"]["source"]) == ("x:y", "flag")
+
+
+def test_config_show_without_an_app_table_shows_defaults(tmp_path):
+    rows = _show(tmp_path, "migrate")
+    assert rows["migrate --graph"]["source"] == "default"
+    assert rows["migrate --graph"]["value"] == []
+    assert rows["migrate --app-path"]["value"] == []
