@@ -21,7 +21,7 @@ from rich.console import Console
 from migrator import ledger
 from migrator.annotations import build_annotations
 from migrator.compare import compare_snapshots
-from migrator.gate import _diff_checks
+from migrator.gate import diff_checks
 from migrator.pytest_plugin import format_findings
 from migrator.report import (
     Report,
@@ -82,7 +82,7 @@ def _reports() -> list[Report]:
     )
     verify = Report("verify", (_thread_check(golden, new, None),))
     diff = compare_snapshots(old, new)
-    drift = _diff_checks("drift", diff, [{"thread_id": TID, "canary": None}])
+    drift = diff_checks("drift", diff, [{"thread_id": TID, "canary": None}])
     gate = Report("upgrade-check", tuple(drift))
     for report in (verify, gate):
         raw = json.dumps([c.differences for c in report.checks], default=str)

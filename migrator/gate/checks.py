@@ -1,0 +1,103 @@
+"""Checks built from worker answers and diffs (pure: no I/O)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from migrator.compare import Diff
+from migrator.report import Check
+
+
+def seed_check(entry: Mapping[str, Any]) -> Check:
+    """The ``seed`` check for one entry of the worker ``seed`` op's ``threads``."""
+    status = {"seeded": "pass", "skipped": "skip"}.get(entry["status"], "fail")
+    return Check(
+        check="seed",
+        status=status,  # type: ignore[arg-type]
+        summary=entry.get("reason") or entry["status"],
+        canary=entry["canary"],
+    )
+
+
+def threads_request(
+    seeded: list[Mapping[str, Any]], watched: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    threads = [
+        {"thread_id": t["thread_id"], "canary": t["canary"]}
+        for t in seeded
+        if t["status"] == "seeded"
+    ]
+    threads += [{"thread_id": tid, "canary": None} for tid in watched]
+    return threads
+
+
+def thread_errors(snapshot: Mapping[str, Any]) -> dict[str, str]:
+    """Thread id → first error message found when reading that thread, if any."""
+    found: dict[str, str] = {}
+    for tid, thread in snapshot.get("threads", {}).items():
+        err = thread.get("error")
+        if err:
+            found[tid] = str(err.get("__error__", err))
+            continue
+        for cp in thread.get("checkpoints", []):
+            if cp.get("error"):
+                found[tid] = str(cp["error"].get("__error__", cp["error"]))
+                break
+    return found
+
+
+def diff_checks(
+    check: str, diff: Diff, threads: list[dict[str, Any]], *, fail_status: str = "fail"
+) -> list[Check]:
+    """One check per thread from a ``Diff``: fail on breaking differences."""
+    out: list[Check] = []
+    for t in threads:
+        tid = t["thread_id"]
+        mine = [d for d in diff.differences if d.thread_id == tid]
+        breaking = [d for d in mine if d.severity == "breaking"]
+        benign = [d for d in mine if d.severity == "benign"]
+        hazards = tuple(sorted({d.hazard for d in breaking if d.hazard}))
+        if breaking:
+            summary = f"{len(breaking)} breaking, {len(benign)} benign difference(s)"
+            status = fail_status
+        else:
+            summary = f"unchanged ({len(benign)} benign difference(s))" if benign else "unchanged"
+            status = "pass"
+        out.append(
+            Check(
+                check=check,
+                status=status,  # type: ignore[arg-type]
+                summary=summary,
+                canary=t["canary"],
+                thread_id=None if t["canary"] else tid,
+                hazards=hazards,
+                differences=tuple(d.report_entry() for d in mine),
+            )
+        )
+    return out
+
+
+def read_check(
+    check: str,
+    hazard: str,
+    snapshot: Mapping[str, Any],
+    threads: list[dict[str, Any]],
+    explain: str,
+) -> list[Check]:
+    """Warn per thread that the given version could not read; pass otherwise."""
+    errors = thread_errors(snapshot)
+    out = []
+    for t in threads:
+        err = errors.get(t["thread_id"])
+        out.append(
+            Check(
+                check=check,
+                status="warn" if err else "pass",
+                summary=f"{explain}: {err}" if err else "readable",
+                canary=t["canary"],
+                thread_id=None if t["canary"] else t["thread_id"],
+                hazards=(hazard,) if err else (),
+            )
+        )
+    return out
