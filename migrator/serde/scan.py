@@ -49,8 +49,24 @@ class TypeScan:
 
     @property
     def allowlist(self) -> list[tuple[str, str]]:
-        """The ``(module, class)`` pairs strict mode needs allowed (sorted)."""
-        return sorted({(t["module"], t["name"]) for t in self.types if t["strict"] == "allowlist"})
+        """The ``(module, class)`` pairs the app's strict mode needs allowed (sorted).
+
+        The tool's own canary classes are left out: the ``rich_values`` canary
+        stores them on purpose, to show what strict mode does to custom types; they
+        are not the app's to allow.
+        """
+        return sorted(
+            {
+                (t["module"], t["name"])
+                for t in self.types
+                if t["strict"] == "allowlist" and not _is_tool_type(t)
+            }
+        )
+
+    @property
+    def tool_types(self) -> list[str]:
+        """The tool's canary classes found in the rows (sorted)."""
+        return sorted({str(t["type"]) for t in self.types if _is_tool_type(t)})
 
     @property
     def blocked(self) -> list[str]:
@@ -86,8 +102,9 @@ class TypeScan:
             "allowed_msgpack_modules_setting": self.allowed_msgpack_modules(),
             "allow_flags": self.allow_flags(),
             "degraded_without_allowlist": [
-                t["type"] for t in self.types if t["strict"] == "allowlist"
+                t["type"] for t in self.types if t["strict"] == "allowlist" and not _is_tool_type(t)
             ],
+            "tool_canary_types": self.tool_types,
             "blocked": self.blocked,
             "ok": self.ok,
         }
@@ -127,7 +144,20 @@ class TypeScan:
             lines.append(
                 "blocked under strict msgpack whatever the allowlist: " + ", ".join(self.blocked)
             )
+        if self.tool_types:
+            lines.append(
+                f"{len(self.tool_types)} type(s) belong to langgraph-migrator's canary threads "
+                "(stored on purpose to show strict mode's effect; not part of your setting)"
+            )
         return "\n".join(lines)
+
+
+#: Module of the tool's canary classes (stored by ``canary seed``).
+_TOOL_MODULE_PREFIX = "migrator."
+
+
+def _is_tool_type(t: Mapping[str, Any]) -> bool:
+    return str(t.get("module", "")).startswith(_TOOL_MODULE_PREFIX)
 
 
 def merge(version: str, results: Sequence[Mapping[str, Any]]) -> TypeScan:

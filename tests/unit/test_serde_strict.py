@@ -107,3 +107,29 @@ def test_scan_shards_merge_counts_and_the_first_example() -> None:
     assert scan.allowed_msgpack_modules() == "allowed_msgpack_modules=[('shop', 'Order')]"
     assert scan.allow_flags() == "--allow-module shop.Order"
     assert "strict: allowlist" in scan.render_text()
+
+
+def test_scan_leaves_the_tools_own_canary_classes_out_of_the_apps_setting() -> None:
+    def entry(module: str, name: str) -> dict:
+        return {
+            "type": f"{module}.{name}",
+            "module": module,
+            "name": name,
+            "method": None,
+            "kind": "pydantic v2",
+            "source": "blob",
+            "imports": True,
+            "strict": "allowlist",
+            "count": 1,
+            "threads": 1,
+            "example_thread": "t1",
+        }
+
+    canary = entry("migrator.worker.canaries.rich", "Ticket")
+    shard = {"types": [entry("shop", "Order"), canary], "rows": 2, "strict_supported": True}
+    scan = merge("v", [shard])
+    assert scan.allowlist == [("shop", "Order")]
+    assert scan.allow_flags() == "--allow-module shop.Order"
+    assert scan.tool_types == ["migrator.worker.canaries.rich.Ticket"]
+    assert scan.to_dict()["degraded_without_allowlist"] == ["shop.Order"]
+    assert "1 type(s) belong to langgraph-migrator's canary threads" in scan.render_text()
