@@ -53,7 +53,12 @@ from migrator.errors import (
 from migrator.lock import advisory_lock, migrator_lock
 from migrator.output.progress import PartProgress
 from migrator.postgres import redact_dsn
+from migrator.postgres.capacity import cap_jobs, server_capacity
 from migrator.swap import swap_tables
+
+#: Connections one restore worker holds at once (``migrator.worker.op_restore``: the
+#: writer and the read-back; the ``setup()`` connection is closed before they open).
+CONNECTIONS_PER_WORKER = 2
 
 
 def _execute(dsn: str, query: sql.Composed) -> None:
@@ -179,6 +184,8 @@ def restore_dump(
         "write_mode": write_mode,
         "verify": verify,
     }
+    if jobs > 1 and not dry_run:  # no more workers than parts, nor connections than spare
+        jobs = _cap_jobs(dsn, jobs, len(dumps.parts), progress)
     runner = _PartRunner(env, request, dumps, jobs, timeout, extra_env, dsn, progress)
     if dry_run:
         progress(f"dry run: decoding and transforming with {env.label}")
@@ -248,6 +255,26 @@ def restore_dump(
         timings={k: round(v, 3) for k, v in timings.items()},
         verified=dict(result.get("verified") or {}),
     )
+
+
+def _cap_jobs(dsn: str, jobs: int, parts: int, progress: Progress) -> int:
+    """``jobs`` capped by the dump's parts and the server's free connections, with a note.
+
+    ``restore --jobs 300`` started a worker per part, two connections each, however
+    few connections the server had left (issue 12 #14; ``dump`` and ``backup`` cap too).
+    """
+    with _connect(dsn) as conn:
+        capacity = server_capacity(conn)
+    capped, note = cap_jobs(
+        jobs,
+        capacity=capacity,
+        per_job=CONNECTIONS_PER_WORKER,
+        work=parts,
+        work_name="dump part(s)",
+    )
+    if note:
+        progress(f"note: {note}")
+    return capped
 
 
 class _PartRunner:
