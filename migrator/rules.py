@@ -1,6 +1,6 @@
 """What a difference means: version ranges, built-in benign rules, hazard attribution.
 
-Pure, no I/O, no langgraph import. ``compare.py`` finds the differences; this
+Pure, no I/O, no langgraph import. ``migrator.compare`` finds the differences; this
 module decides what each one is evidence of:
 
 - ``parse_version`` / ``VersionRange``: dependency-free version ordering, so a

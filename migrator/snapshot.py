@@ -3,7 +3,7 @@
 The worker op ``snapshot`` (``migrator/worker/op_snapshot.py``) produces the
 data inside a version environment; this module is the host side: the
 :class:`Snapshot` value type, canonical serialization, hashing, files, and
-iteration helpers for ``compare.py``. Everything here is pure except
+iteration helpers for ``migrator.compare``. Everything here is pure except
 :func:`load_snapshot` and :func:`save_snapshot`. The format is specified in
 ``docs/snapshot-format.md``.
 """

@@ -1,4 +1,4 @@
-"""Low-level helpers for tagged snapshot values, shared by ``rules.py`` and ``compare.py``.
+"""Low-level helpers for tagged snapshot values, shared by ``rules.py`` and ``migrator.compare``.
 
 Pure, no I/O. ``canonical_json`` and ``short_hash`` are deliberately not
 ``snapshot.dumps``/``snapshot.short_hash``: these accept anything (non-JSON values

@@ -1,4 +1,4 @@
-"""compare.py: structural drift between snapshots and between resume results (pure)."""
+"""migrator.compare: structural drift between snapshots and between resume results (pure)."""
 
 from __future__ import annotations
 
