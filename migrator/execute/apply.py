@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from migrator import envs
 from migrator.errors import (
@@ -38,6 +39,12 @@ from migrator.plan import (
 )
 from migrator.report import Check, Report, Status
 from migrator.schema import SchemaModel, diff_schemas
+from migrator.worker.faults import pause_point
+
+
+def _dbname(dsn: str) -> str:
+    """The database's name, for the reliability suite's pause points."""
+    return str(conninfo_to_dict(dsn).get("dbname") or "")
 
 
 def _wait_for_locks(run: _Run, plan: Plan) -> None:
@@ -238,8 +245,9 @@ def apply_schema(run: _Run, env: envs.VersionEnv, plan: Plan, outcome: MigrateOu
     now, _ = read_live(settings.dsn, settings.schema)
     diffs = diff_schemas(now, reference)
     repairs = repairs_for(diffs, reference, now)
-    for repair in repairs:
+    for number, repair in enumerate(repairs):
         run.progress(f"repair: {repair.label}")
+        pause_point(f"repair.{number}", _dbname(settings.dsn))
         _execute(settings, list(repair.sql))
         outcome.applied = True
         hazard = {
@@ -350,6 +358,7 @@ def _record(run: _Run, plan: Plan, outcome: MigrateOutcome) -> None:
         )
         return
     repairs = [c.details for c in run.checks if c.check == "repair"]
+    pause_point("ledger.record", _dbname(run.settings.dsn))
     run_id = record_run(
         run.settings.dsn,
         {

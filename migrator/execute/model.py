@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import time
@@ -119,10 +120,36 @@ def _ms(seconds: float) -> str:
     return f"{int(seconds * 1000)}ms"
 
 
+#: How often a session of ``migrate`` checks that its client is still there (PostgreSQL 14+).
+CLIENT_CHECK_INTERVAL_MS = 1000
+SERVER_VERSION_SQL = "SELECT current_setting('server_version_num')::int"
+
+
+@functools.lru_cache(maxsize=16)
+def _server_version(dsn: str) -> int:
+    """The server's ``server_version_num`` (0 when it cannot be read: the caller's
+    own connection then reports why)."""
+    try:
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
+            row = conn.execute(SERVER_VERSION_SQL).fetchone()
+    except psycopg.Error:
+        return 0
+    return int(row[0]) if row else 0
+
+
 def _timeout_dsn(settings: MigrateSettings) -> str:
+    """The DSN of ``migrate``'s DDL sessions: lock and statement timeouts, and a client check.
+
+    Without the check, a ``CREATE INDEX CONCURRENTLY`` whose tool was killed goes on
+    in the server (it waits for old snapshots and never notices the client is gone),
+    then finishes without the migrator lock while a rerun works on the same table
+    (found by ``tests/reliability/test_kill_repair.py``). PostgreSQL 14+ only.
+    """
     options = f"-c lock_timeout={_ms(settings.lock_timeout)} " + (
         f"-c statement_timeout={_ms(settings.statement_timeout)}"
     )
+    if _server_version(settings.dsn) >= 140000:
+        options += f" -c client_connection_check_interval={CLIENT_CHECK_INTERVAL_MS}"
     return make_conninfo(settings.dsn, options=options, application_name="langgraph-migrator")
 
 

@@ -32,6 +32,7 @@ from psycopg.types.json import Json, Jsonb
 from migrator.errors import ConfigError, ConnectError
 from migrator.postgres.dsn import connect, redact_dsn, redact_text
 from migrator.postgres.writes import write_refused_hint
+from migrator.worker.faults import pause_point
 
 LEDGER_SCHEMA = "langgraph_migrator"
 VERSION_TABLE = "migrator_ledger_version"
@@ -526,6 +527,7 @@ def record_run(
     with _ledger_conn(dsn, write=True, conn=conn) as ledger:
         assert ledger is not None
         row = ledger.execute(INSERT_RUN_SQL, params).fetchone()
+        pause_point("ledger.written")  # the reliability suite: inserted, not committed
     assert row is not None
     return int(row["id"])
 

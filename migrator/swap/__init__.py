@@ -25,6 +25,7 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 
 from migrator.errors import LockTimeoutError
+from migrator.worker.faults import pause_point
 
 Progress = Callable[[str], None]
 
@@ -162,6 +163,7 @@ def _attempt(
         for table in incoming:
             conn.execute(sql.SQL(MOVE_TABLE_SQL).format(ident(shadow), ident(table), ident(live)))
         conn.execute(sql.SQL(DROP_SCHEMA_SQL).format(ident(shadow)))
+        pause_point("swap.locked", shadow)  # the reliability suite: moved, not committed
     committed = time.monotonic()
     return SwapResult(
         moved_out=tuple(present),

@@ -11,7 +11,11 @@ costs one dict lookup. Used by ``tests/reliability/`` (``docs/reliability.md``).
 Points: ``lock.held`` (the migrator lock taken), ``setup.v<N>`` (``setup()``
 about to run ``MIGRATIONS[N]``), ``setup.ledger.v<N>`` (``MIGRATIONS[N]``
 committed, its ledger row not yet written), ``setup.done``, ``dump.start``,
-``restore.start`` (worker ops).
+``restore.start`` (worker ops); on the tool's side: ``repair.<N>`` (``migrate``
+about to run its N-th repair, from 0; where: the database), ``ledger.record``
+(``migrate`` done, its run not yet recorded), ``ledger.written`` (the run's row
+inserted, not committed), ``swap.locked`` (a swap's tables locked and moved, not
+committed; where: the shadow schema).
 
 Stdlib only: it runs in every version environment.
 """
