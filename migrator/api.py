@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from migrator import envs
 from migrator.config import CheckSettings, PgChoice
-from migrator.gate import Progress, run_upgrade_check
+from migrator.gate import Progress, run_upgrade_check, run_upgrade_checks
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from migrator.execute import Backup, Confirm, MigrateOutcome, MigrateSettings
     from migrator.plan import Plan
     from migrator.postgres import Server
-    from migrator.report import Report
+    from migrator.report import Report, TargetsReport
 
 
 def _quiet(_: str) -> None:
@@ -39,6 +39,20 @@ def upgrade_check(settings: CheckSettings, *, progress: Progress = _quiet) -> Re
         The report. Its ``verdict`` is ``fail`` when the upgrade is not safe.
     """
     return run_upgrade_check(settings, progress=progress)
+
+
+def upgrade_check_targets(settings: CheckSettings, *, progress: Progress = _quiet) -> TargetsReport:
+    """Seed once under ``settings.from_spec``, then check every target of ``settings.to_specs``.
+
+    Args:
+        settings: what to check and where; ``to_specs`` names the targets.
+        progress: receives a one-line message as each step starts (a target's steps
+            start with ``[target i/n]``).
+
+    Returns:
+        One report per target. ``exit_code`` is the worst target's (0 < 1 < 4 < 5 < 3 < 2).
+    """
+    return run_upgrade_checks(settings, progress=progress)
 
 
 def pg_up(pg: PgChoice) -> Server:

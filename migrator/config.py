@@ -54,10 +54,15 @@ class PgChoice:
 
 @dataclass(frozen=True)
 class CheckSettings:
-    """Everything ``upgrade-check`` needs."""
+    """Everything ``upgrade-check`` needs.
+
+    ``to_specs`` holds every target of a multi-target run (``--to A --to B``); when
+    it is empty the one target is ``to_spec``.
+    """
 
     from_spec: str
     to_spec: str = "current"
+    to_specs: tuple[str, ...] = ()
     pg: PgChoice = field(default_factory=PgChoice)
     canaries: tuple[str, ...] = ()
     user_canaries: str | None = None
@@ -68,3 +73,8 @@ class CheckSettings:
     policy_file: Path | None = None
     pyproject: Path | None = None
     worker_timeout: float = 600.0
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """The ``--to`` targets, in the order given."""
+        return self.to_specs or (self.to_spec,)

@@ -28,11 +28,15 @@ from migrator.serde.options import strict_options
 )
 @click.option(
     "--to",
-    "to_spec",
-    default="current",
+    "to_specs",
+    multiple=True,
+    default=["current"],
     show_default=True,
     metavar="SPEC",
-    help="Version set to upgrade to; 'current' is the one this tool runs on.",
+    help="Version set to upgrade to: a spec, a requirements/lock file (uv.lock, "
+    "poetry.lock, pylock.toml) that pins langgraph, or 'current' (the one this tool "
+    "runs on). Repeatable: seeds once and checks each target on its own copy; "
+    "the exit code is the worst target's.",
 )
 @click.option(
     "--pg",
@@ -123,7 +127,7 @@ from migrator.serde.options import strict_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
 def upgrade_check(
     from_spec: str,
-    to_spec: str,
+    to_specs: tuple[str, ...],
     pg: str | None,
     canaries: tuple[str, ...],
     user_canaries: str | None,
@@ -139,18 +143,21 @@ def upgrade_check(
     timeout: float,
     quiet: bool,
 ) -> None:
-    """Usage: langgraph-migrator upgrade-check --from SPEC [--to SPEC|current]
+    """Usage: langgraph-migrator upgrade-check --from SPEC [--to SPEC|current ...]
 
     Seed canary threads under the old version on an ephemeral Postgres, upgrade to
     the new one, and prove every thread still loads unchanged and keeps running.
-    Exit 0 pass, 1 breaking drift, 2 usage, 3 environment.
+    Exit 0 pass, 1 breaking drift, 2 usage, 3 environment. With several --to
+    targets: one report per target, and the worst target's exit code
+    (0 < 1 < 3 < 2: a target that could not be checked outweighs a failed one).
     """
     from migrator import report as reports
 
     pyproject = Path("pyproject.toml")
     settings = CheckSettings(
         from_spec=from_spec,
-        to_spec=to_spec,
+        to_spec=to_specs[0],
+        to_specs=to_specs if len(to_specs) > 1 else (),
         pg=PgChoice.parse(pg),
         canaries=canaries,
         user_canaries=user_canaries,
@@ -162,6 +169,9 @@ def upgrade_check(
         pyproject=pyproject if pyproject.is_file() else None,
         worker_timeout=timeout,
     )
+    if settings.to_specs:
+        _upgrade_check_targets(settings, json_out, junit_out, html_out, show_values, quiet)
+        return
     result = api.upgrade_check(settings, progress=_progress(quiet))
     reports.render_text(result, show_values=show_values)
     if json_out:
@@ -178,6 +188,36 @@ def upgrade_check(
     reports.append_step_summary(result)
     if result.verdict == "fail":
         sys.exit(1)
+
+
+def _upgrade_check_targets(
+    settings: CheckSettings,
+    json_out: Path | None,
+    junit_out: Path | None,
+    html_out: Path | None,
+    show_values: bool,
+    quiet: bool,
+) -> None:
+    """``upgrade-check`` with several ``--to``: one report per target, the worst exit code."""
+    from migrator import report as reports
+    from migrator.annotations import emit_annotations
+    from migrator.report.html import write_html
+
+    result = api.upgrade_check_targets(settings, progress=_progress(quiet))
+    reports.render_targets_text(result, show_values=show_values)
+    if json_out:
+        reports.write_json(result, json_out, show_values=show_values)
+    if junit_out:
+        reports.write_junit(result, junit_out, show_values=show_values)
+    if html_out:
+        write_html(result, html_out, show_values=show_values)
+    for target in result.targets:
+        emit_annotations(
+            target.report, pyproject=settings.pyproject, canaries=settings.user_canaries
+        )
+    reports.append_step_summary(result)
+    if result.exit_code:
+        sys.exit(result.exit_code)
 
 
 @cli.group("canary")

@@ -8,17 +8,27 @@ a deploy without the tool gets) → snapshot, compare → resume check (both env
 the paused canaries, on copies of the same data) → rollback check (old env reads
 what the new env wrote) → ``Report``. Every database this creates is dropped at
 the end, and a provisioned server is stopped.
+
+Several targets (``--to A --to B``, :func:`run_upgrade_checks`): the old version
+seeds and records its goldens once; each target then runs every step after the
+golden on its own copies of the seeded database, so targets cannot influence each
+other. The old version's resume of the paused canaries is the same for every
+target and runs once. A target that cannot be checked (its environment does not
+build, a worker fails) is reported with its exit code and the others still run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from migrator import envs
 from migrator.compare import compare_resumes, compare_snapshots
 from migrator.config import CheckSettings
-from migrator.errors import ConfigError, WorkerError
+from migrator.errors import ConfigError, MigratorError, WorkerError
 from migrator.gate.checks import diff_checks, read_check, seed_check, threads_request
 from migrator.gate.fallback import fallback
 from migrator.gate.schema import in_place, migrate_schema
@@ -26,7 +36,7 @@ from migrator.gate.scratch import Progress, Run
 from migrator.gate.workers import strict_runner, user_code_env, worker_caller
 from migrator.policy import Policy, load_policy
 from migrator.postgres import provision
-from migrator.report import Check, Report
+from migrator.report import Check, Report, TargetResult, TargetsReport
 from migrator.serde.delta import attribute_semantics, delta_checks
 from migrator.serde.strict import annotate_checks, for_env
 from migrator.threads import copy_threads
@@ -36,8 +46,12 @@ def _quiet(_: str) -> None:
     return None
 
 
+#: Timings of the steps every target shares (seeded once).
+_SHARED_STEPS = ("provision", "env_old", "seed", "golden")
+
+
 def run_upgrade_check(settings: CheckSettings, *, progress: Progress = _quiet) -> Report:
-    """Run the whole gate and return its report (the caller renders it and exits).
+    """Run the whole gate for ``settings.to_spec`` and return its report.
 
     Args:
         settings: versions, Postgres choice, canaries, threads, policy.
@@ -50,13 +64,87 @@ def run_upgrade_check(settings: CheckSettings, *, progress: Progress = _quiet) -
         ConfigError: bad specs, from == to, bad policy or canary module (exit 2).
         EnvironmentProblem: Postgres, env build or worker failures (exit 3).
     """
-    old_vs = envs.parse_version_set(settings.from_spec)
-    new_vs = envs.parse_version_set(settings.to_spec)
-    if old_vs.key == new_vs.key:
+    single = dataclasses.replace(settings, to_specs=())
+    result = _run(single, progress, several=False)
+    return result.targets[0].report
+
+
+def run_upgrade_checks(settings: CheckSettings, *, progress: Progress = _quiet) -> TargetsReport:
+    """Run the gate once for every ``--to`` target (``settings.targets``).
+
+    The old version seeds once; each target is checked on its own copy of the seeded
+    database. A target whose check stops on an error (environment, worker) is
+    reported as not checked, with that error's exit code; the others still run.
+
+    Args:
+        settings: versions (``to_specs``: the targets), Postgres choice, canaries, ...
+        progress: called with a one-line message as each step starts; the messages of a
+            target's steps start with ``[target i/n]``.
+
+    Returns:
+        One report per target; ``exit_code`` is the worst target's.
+
+    Raises:
+        ConfigError: bad specs, a target given twice or equal to --from, bad policy (exit 2).
+        EnvironmentProblem: Postgres, or the old version's environment or seeding (exit 3).
+    """
+    return _run(settings, progress, several=True)
+
+
+def target_version_set(spec: str) -> envs.VersionSet:
+    """The version set of one ``--to`` target; a file target must pin langgraph itself.
+
+    Raises:
+        ConfigError: the spec does not parse, the file cannot be read, or it pins no
+            langgraph (the gate would check whatever langgraph is newest, not yours).
+    """
+    vs = envs.parse_version_set(spec)
+    if vs.source.startswith("file:") and vs.pin("langgraph") is None:
+        name = vs.source.removeprefix("file:")
         raise ConfigError(
-            f"--from and --to resolve to the same version set ({old_vs.label}).",
-            hint="name the version you deploy today as --from and the one you upgrade to as --to",
+            f"--to {spec}: {name} pins no langgraph, only {vs.label.split(' (')[0]}.",
+            hint="the gate checks the exact langgraph you deploy: lock it "
+            "(uv lock, poetry lock, uv pip compile write every pin)",
         )
+    return vs
+
+
+def _targets(
+    settings: CheckSettings, old_vs: envs.VersionSet
+) -> tuple[list[tuple[str, envs.VersionSet]], list[str]]:
+    """Parse every target up front: (spec, version set) in order, and notes on merged ones."""
+    seen: dict[str, str] = {}
+    out: list[tuple[str, envs.VersionSet]] = []
+    notes: list[str] = []
+    given: set[str] = set()
+    for spec in settings.targets:
+        if spec.strip() in given:
+            raise ConfigError(
+                f"--to {spec} is given twice.",
+                hint="name each version set you may deploy once",
+            )
+        given.add(spec.strip())
+        vs = target_version_set(spec)
+        if vs.key == old_vs.key:
+            raise ConfigError(
+                f"--from and --to resolve to the same version set ({old_vs.label}).",
+                hint="name the version you deploy today as --from "
+                "and the one you upgrade to as --to",
+            )
+        if vs.key in seen:
+            notes.append(
+                f"--to {spec} pins the same version set as --to {seen[vs.key]} "
+                f"({vs.label}): checked once"
+            )
+            continue
+        seen[vs.key] = spec
+        out.append((spec, vs))
+    return out, notes
+
+
+def _run(settings: CheckSettings, progress: Progress, *, several: bool) -> TargetsReport:
+    old_vs = envs.parse_version_set(settings.from_spec)
+    targets, notes = _targets(settings, old_vs)
     policy: Policy = load_policy(settings.pyproject, settings.policy_file)
     if settings.threads and not _threads_source(settings):
         raise ConfigError(
@@ -70,7 +158,7 @@ def run_upgrade_check(settings: CheckSettings, *, progress: Progress = _quiet) -
     run = Run(server=server, progress=progress)
     run.timings["provision"] = time.perf_counter() - started
     try:
-        return _check(run, settings, old_vs, new_vs, policy)
+        return _check_all(run, settings, old_vs, targets, policy, notes, several=several)
     finally:
         run.cleanup()
         server.stop()
@@ -81,24 +169,126 @@ def _threads_source(settings: CheckSettings) -> str | None:
     return settings.threads_from or (settings.pg.dsn if settings.pg.provider == "url" else None)
 
 
-def _check(
+@dataclass
+class _Seeded:
+    """What the old version left, shared by every target."""
+
+    old_vs: envs.VersionSet
+    old_env: envs.VersionEnv
+    db: str
+    old_resume_db: str
+    checks: list[Check]
+    threads: list[dict[str, Any]]
+    golden: dict[str, Any]
+    snap_request: dict[str, Any]
+    resume_request: dict[str, Any]
+    resumed_old: dict[str, Any] | None = None
+
+
+def _check_all(
     run: Run,
     settings: CheckSettings,
     old_vs: envs.VersionSet,
-    new_vs: envs.VersionSet,
+    targets: list[tuple[str, envs.VersionSet]],
     policy: Policy,
-) -> Report:
+    notes: list[str],
+    *,
+    several: bool,
+) -> TargetsReport:
     call = worker_caller(settings)
     extra = user_code_env(settings)
+    count = len(targets)
     with run.step("env_old", f"building old environment {old_vs.label}"):
         old_env = envs.ensure_env(old_vs, progress=run.progress)
         envs.prestart_worker(old_env, extra_env=extra)  # its imports overlap what follows
-    with run.step("env_new", f"building new environment {new_vs.label}"):
-        new_env = envs.ensure_env(new_vs, progress=run.progress)
-        envs.prestart_worker(new_env, extra_env=extra)
+    new_envs: list[envs.VersionEnv | MigratorError] = []
+    build_times: list[float] = []
+    for i, (_spec, new_vs) in enumerate(targets, 1):
+        where = f" (target {i}/{count})" if several else ""
+        started = time.perf_counter()
+        try:
+            run.progress(f"building new environment {new_vs.label}{where}")
+            new_env = envs.ensure_env(new_vs, progress=run.progress)
+            envs.prestart_worker(new_env, extra_env=extra)
+            new_envs.append(new_env)
+        except MigratorError as exc:
+            if not several:
+                raise
+            new_envs.append(exc)
+        build_times.append(time.perf_counter() - started)
 
-    # The new version's ops run under --strict-msgpack / --allow-module when rehearsing.
-    call = for_env(call, new_env, strict_runner(settings))
+    seeded = _seed(run, settings, call, old_vs, old_env)
+    shared = dict(run.timings)
+    base_progress = run.progress
+    results: list[TargetResult] = []
+    for i, ((spec, new_vs), built) in enumerate(zip(targets, new_envs, strict=True), 1):
+        if several:
+            base_progress(f"target {i}/{count}: {new_vs.label} (--to {spec})")
+            run.progress = _prefixed(base_progress, f"[target {i}/{count}] ")
+            run.timings = {"env_new": build_times[i - 1]}
+        else:
+            run.timings = {**shared, "env_new": build_times[i - 1]}
+        try:
+            if isinstance(built, MigratorError):
+                raise built
+            report = _check_target(
+                run, settings, call, seeded, new_vs, built, spec, policy, last=i == count
+            )
+            code = 1 if report.verdict == "fail" else 0
+            results.append(TargetResult(spec, built.label, report, code))
+        except MigratorError as exc:
+            if not several:
+                raise
+            results.append(_not_checked(run, spec, new_vs, exc))
+        finally:
+            run.progress = base_progress
+    run.timings = shared
+    return TargetsReport(
+        command="upgrade-check",
+        targets=tuple(results),
+        versions={"from": seeded.golden.get("versions", {})},
+        server={"provider": run.server.provider, "major": run.server.major},
+        timings=shared,
+        notes=tuple(notes),
+    )
+
+
+def _prefixed(progress: Progress, prefix: str) -> Progress:
+    """``progress`` with every message starting with ``prefix`` (which target runs)."""
+
+    def report(message: str) -> None:
+        progress(prefix + message)
+
+    return report
+
+
+def _not_checked(run: Run, spec: str, new_vs: envs.VersionSet, exc: MigratorError) -> TargetResult:
+    """A target whose check stopped on an error: one failing ``target`` check saying why."""
+    first = str(exc.message).strip().splitlines()[0] if str(exc.message).strip() else repr(exc)
+    run.progress(f"target {new_vs.label} could not be checked: {first}")
+    check = Check(
+        "target",
+        "fail",
+        f"not checked (exit {exc.exit_code}): {first}",
+        details={"error": type(exc).__name__},
+    )
+    report = Report(
+        command="upgrade-check",
+        checks=(check,),
+        server={"provider": run.server.provider, "major": run.server.major},
+        timings=run.timings,
+    )
+    return TargetResult(spec, new_vs.label, report, exc.exit_code)
+
+
+def _seed(
+    run: Run,
+    settings: CheckSettings,
+    call: Callable[..., dict[str, Any]],
+    old_vs: envs.VersionSet,
+    old_env: envs.VersionEnv,
+) -> _Seeded:
+    """The old version's part, once: ``setup()``, seed, watched threads, golden snapshot."""
     main_db = run.create_database()
     main = run.dsn(main_db)
     canary_request = {
@@ -119,17 +309,60 @@ def _check(
                     f"canary module {settings.user_canaries!r} could not be loaded: {exc.message}"
                 ) from exc
             raise
-    checks: list[Check] = [seed_check(t) for t in seeded["threads"]]
     threads = threads_request(seeded["threads"], settings.threads)
     snap_request = {"threads": threads, "user_canaries": settings.user_canaries}
-
     with run.step("golden", f"snapshot (golden) under {old_vs.label}"):
         golden = call(old_env, "snapshot", {"dsn": main, **snap_request})
+    return _Seeded(
+        old_vs=old_vs,
+        old_env=old_env,
+        db=main_db,
+        # Taken before any new version touches the data: the old version's resume.
+        old_resume_db=run.create_database(template=main_db),
+        checks=[seed_check(t) for t in seeded["threads"]],
+        threads=threads,
+        golden=golden,
+        snap_request=snap_request,
+        resume_request={
+            "canaries": [t["canary"] for t in threads if t["canary"]],
+            "user_canaries": settings.user_canaries,
+        },
+    )
+
+
+def _check_target(
+    run: Run,
+    settings: CheckSettings,
+    call: Callable[..., dict[str, Any]],
+    seeded: _Seeded,
+    new_vs: envs.VersionSet,
+    new_env: envs.VersionEnv,
+    to_spec: str,
+    policy: Policy,
+    *,
+    last: bool,
+) -> Report:
+    """Every step after the golden, for one target, on its own copies of the seeded data.
+
+    The last target works on the seeded database itself (its copies are taken first).
+    """
+    old_vs, old_env, golden, threads = seeded.old_vs, seeded.old_env, seeded.golden, seeded.threads
+    snap_request, resume_request = seeded.snap_request, seeded.resume_request
+    # The new version's ops run under --strict-msgpack / --allow-module when rehearsing.
+    call = for_env(call, new_env, strict_runner(settings))
+    mine: list[str] = []
+
+    def copy() -> str:
+        mine.append(run.create_database(template=seeded.db))
+        return mine[-1]
+
     # Copies taken before the new version touches anything.
-    rolling_db = run.create_database(template=main_db)
-    old_resume_db = run.create_database(template=main_db)
-    fallback_db = run.create_database(template=main_db) if settings.fallback != "none" else None
-    in_place_db = run.create_database(template=main_db)
+    main_db = seeded.db if last else copy()
+    main = run.dsn(main_db)
+    rolling_db = copy()
+    fallback_db = copy() if settings.fallback != "none" else None
+    in_place_db = copy()
+    checks: list[Check] = list(seeded.checks)
 
     with run.step("rolling", f"rolling-deploy check: {new_vs.label} before its setup()"):
         rolling = call(new_env, "snapshot", {"dsn": run.dsn(rolling_db), **snap_request})
@@ -143,7 +376,9 @@ def _check(
     )
 
     with run.step("migrate", f"migrate's schema path under {new_vs.label}: plan, setup(), repair"):
-        schema_checks, setup_new, schema_ids = migrate_schema(run, settings, call, new_env, main)
+        schema_checks, setup_new, schema_ids = migrate_schema(
+            run, settings, call, new_env, main, to_spec=to_spec
+        )
     checks += schema_checks
     with run.step("in_place", f"plain setup() of {new_vs.label} on a copy (no migrate)"):
         checks += in_place(call, new_env, run.dsn(in_place_db), snap_request, schema_ids)
@@ -153,12 +388,12 @@ def _check(
     checks += diff_checks("drift", drift, threads)
 
     with run.step("resume", "resume check: continuing paused canaries in both versions"):
-        resume_request = {
-            "canaries": [t["canary"] for t in threads if t["canary"]],
-            "user_canaries": settings.user_canaries,
-        }
         resumed_new = call(new_env, "resume", {"dsn": main, **resume_request})
-        resumed_old = call(old_env, "resume", {"dsn": run.dsn(old_resume_db), **resume_request})
+        if seeded.resumed_old is None:  # the same for every target: once
+            seeded.resumed_old = call(
+                old_env, "resume", {"dsn": run.dsn(seeded.old_resume_db), **resume_request}
+            )
+    resumed_old = seeded.resumed_old
     resume_diff = compare_resumes(resumed_old, resumed_new, policy=policy)
     # A canary with nothing to resume on either side is a skip, not a pass.
     old_outcome = {r["thread_id"]: r for r in resumed_old["threads"]}
@@ -224,6 +459,8 @@ def _check(
         checks, main, golden.get("versions", {}), after.get("versions", {})
     )
     checks = annotate_checks(checks, after, new_vs.label)
+    if not last:
+        run.drop(mine)  # a finished target's copies: the next one starts from the seed
     return Report(
         command="upgrade-check",
         checks=tuple(checks),

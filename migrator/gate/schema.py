@@ -26,6 +26,8 @@ def migrate_schema(
     call: Callable[..., dict[str, Any]],
     new_env: envs.VersionEnv,
     dsn: str,
+    *,
+    to_spec: str,
 ) -> tuple[list[Check], dict[str, Any], tuple[str, ...]]:
     """What ``migrate`` does to the schema, through its own code path, on the gate's data.
 
@@ -44,7 +46,7 @@ def migrate_schema(
     target = TargetInfo.from_info(new_env.label, call(new_env, "info", {}))
     plan = make_plan(
         dsn,
-        settings.to_spec,
+        to_spec,
         scratch_dsn=run.server.dsn,
         progress=run.progress,
         timeout=settings.worker_timeout,

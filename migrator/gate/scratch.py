@@ -59,10 +59,18 @@ class Run:
         self.databases.append(name)
         return name
 
+    def drop(self, names: list[str]) -> None:
+        """Drop these scratch databases now (a finished target's), not at the end."""
+        self._drop([n for n in self.databases if n in names])
+        self.databases = [n for n in self.databases if n not in names]
+
     def cleanup(self) -> None:
+        self._drop(self.databases)
+
+    def _drop(self, names: list[str]) -> None:
         try:
             with psycopg.connect(self.server.dsn, autocommit=True) as conn:
-                for name in reversed(self.databases):
+                for name in reversed(names):
                     conn.execute(
                         sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                             sql.Identifier(name)

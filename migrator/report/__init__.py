@@ -11,10 +11,20 @@ The JSON shape is documented in ``docs/report-format.md``.
 
 from __future__ import annotations
 
-from migrator.report.model import REPORT_FORMAT, Check, Report, Status
+from migrator.report.model import (
+    EXIT_SEVERITY,
+    REPORT_FORMAT,
+    Check,
+    Report,
+    Status,
+    TargetResult,
+    TargetsReport,
+    worst_exit_code,
+)
 from migrator.report.render import (
     append_step_summary,
     render_markdown,
+    render_targets_text,
     render_text,
     to_json,
     to_junit,
@@ -23,6 +33,11 @@ from migrator.report.render import (
 )
 
 __all__ = [
+    "EXIT_SEVERITY",
+    "TargetResult",
+    "TargetsReport",
+    "render_targets_text",
+    "worst_exit_code",
     "REPORT_FORMAT",
     "Check",
     "Report",

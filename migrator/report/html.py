@@ -16,7 +16,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from migrator.report.model import Report
+from migrator.report.model import Report, TargetsReport
 from migrator.worker.privatefiles import open_private, private_parent
 
 VALUE_LIMIT = 4000
@@ -321,13 +321,49 @@ def _worst(checks: list[Mapping[str, Any]]) -> str:
     return "skip"
 
 
-def render_html(report: Report, show_values: bool = False) -> str:
-    """Render ``report`` as one self-contained HTML document; values only with ``show_values``."""
+def render_html(report: Report | TargetsReport, show_values: bool = False) -> str:
+    """Render ``report`` as one self-contained HTML document; values only with ``show_values``.
+
+    A multi-target report renders each target as it would alone, one after the other
+    (their anchors prefixed ``tN-``), under a list of the targets' verdicts.
+    """
+    if isinstance(report, TargetsReport):
+        return _render_targets(report, show_values)
     data = json.loads(json.dumps(report.to_dict(show_values), default=str))
     return render_html_dict(data)
 
 
-def write_html(report: Report, path: Path, *, show_values: bool = False) -> None:
+def _render_targets(report: TargetsReport, show_values: bool) -> str:
+    verdict = report.verdict
+    items = []
+    bodies = []
+    for i, t in enumerate(report.targets, 1):
+        items.append(
+            f'<li><a href="#t{i}-verdict">{_e(t.label)}</a>: {_status(t.report.verdict)} '
+            f"exit {_e(t.exit_code)}</li>"
+        )
+        doc = render_html(t.report, show_values)
+        body = doc[doc.index("<body>") + len("<body>") : doc.rindex("</body>")]
+        body = body.replace(' id="', f' id="t{i}-').replace(' href="#', f' href="#t{i}-')
+        bodies.append(f'<section id="target-{i}"><h1>→ {_e(t.label)}</h1>{body}</section>')
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            f"<title>langgraph-migrator {_e(report.command)}: {_e(verdict)}</title>",
+            f"<style>{_CSS}</style></head><body>",
+            f"<header><h1>langgraph-migrator {_e(report.command)}</h1>",
+            f'<div class="verdict {_e(verdict)}" id="verdict">verdict: {_e(verdict.upper())} '
+            f"(exit {_e(report.exit_code)}, the worst of {len(report.targets)} targets)</div>",
+            "<ul>" + "".join(items) + "</ul></header>",
+            *bodies,
+            "</body></html>",
+        ]
+    )
+
+
+def write_html(report: Report | TargetsReport, path: Path, *, show_values: bool = False) -> None:
     """Write :func:`render_html` of ``report`` to ``path`` (UTF-8, owner-only).
 
     Raises:

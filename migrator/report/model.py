@@ -106,3 +106,114 @@ class Report:
             "notes": list(self.notes),
             "checks": [c.to_dict(show_values) for c in self.checks],
         }
+
+
+#: Exit codes from least to most severe: the order in which one target's result
+#: outweighs another's in a multi-target run (docs/report-format.md). A target that
+#: could not be checked (environment 3, configuration 2) outweighs a failed verdict:
+#: the run did not answer for it at all.
+EXIT_SEVERITY = (0, 1, 4, 5, 3, 2, 70)
+
+
+def worst_exit_code(codes: list[int]) -> int:
+    """The most severe of ``codes`` by :data:`EXIT_SEVERITY` (0 for none)."""
+    rank = {code: i for i, code in enumerate(EXIT_SEVERITY)}
+    return max(codes, key=lambda c: rank.get(c, len(EXIT_SEVERITY)), default=0)
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    """One ``--to`` target of a multi-target ``upgrade-check``.
+
+    Attributes:
+        spec: The target as given on the command line (``current``, a spec, a file).
+        label: What it pins for checkpoint-postgres / langgraph (read from the file).
+        report: Its checks. A target that could not be checked holds one failing
+            ``target`` check saying why.
+        exit_code: 0 pass, 1 gate failed, or the exit code of the error that stopped it.
+    """
+
+    spec: str
+    label: str
+    report: Report
+    exit_code: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The target's entry in the multi-target JSON report (its checks are top-level)."""
+        return {
+            "target": self.label,
+            "spec": self.spec,
+            "verdict": self.report.verdict,
+            "exit_code": self.exit_code,
+            "counts": self.report.counts(),
+            "hazards": self.report.hazards,
+            "versions": dict(self.report.versions),
+            "timings": {k: round(v, 3) for k, v in self.report.timings.items()},
+            "notes": list(self.report.notes),
+        }
+
+
+@dataclass(frozen=True)
+class TargetsReport:
+    """An ``upgrade-check`` with several ``--to`` targets: one seeding, one report per target.
+
+    Its JSON is a ``report@1`` document whose top-level fields sum up every target
+    (``verdict`` fails when any target does not pass; ``checks`` holds every target's
+    checks, each tagged with its ``target``) plus a ``targets`` list.
+    """
+
+    command: str
+    targets: tuple[TargetResult, ...]
+    versions: Mapping[str, Any] = field(default_factory=dict)
+    server: Mapping[str, Any] = field(default_factory=dict)
+    timings: Mapping[str, float] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def verdict(self) -> Literal["pass", "fail"]:
+        """``pass`` only when every target passed."""
+        return "pass" if all(t.exit_code == 0 for t in self.targets) else "fail"
+
+    @property
+    def exit_code(self) -> int:
+        """The worst target's exit code (:data:`EXIT_SEVERITY`)."""
+        return worst_exit_code([t.exit_code for t in self.targets])
+
+    @property
+    def checks(self) -> tuple[Check, ...]:
+        """Every target's checks, in target order."""
+        return tuple(c for t in self.targets for c in t.report.checks)
+
+    @property
+    def hazards(self) -> list[str]:
+        """Hazard ids any target reports, sorted."""
+        return sorted({h for t in self.targets for h in t.report.hazards})
+
+    def counts(self) -> dict[str, int]:
+        """The targets' counts, summed."""
+        out: dict[str, int] = {}
+        for t in self.targets:
+            for k, v in t.report.counts().items():
+                out[k] = out.get(k, 0) + v
+        return out or Report(self.command, ()).counts()
+
+    def to_dict(self, show_values: bool = False) -> dict[str, Any]:
+        """JSON-ready dict (docs/report-format.md, "Several targets")."""
+        return {
+            "format": REPORT_FORMAT,
+            "command": self.command,
+            "verdict": self.verdict,
+            "exit_code": self.exit_code,
+            "counts": self.counts(),
+            "hazards": self.hazards,
+            "versions": dict(self.versions),
+            "server": dict(self.server),
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "notes": list(self.notes),
+            "checks": [
+                {**c.to_dict(show_values), "target": t.label}
+                for t in self.targets
+                for c in t.report.checks
+            ],
+            "targets": [t.to_dict() for t in self.targets],
+        }

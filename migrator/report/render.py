@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from migrator.report.model import Check, Report
+from migrator.report.model import Check, Report, TargetsReport
 from migrator.worker.privatefiles import open_private, private_parent
+
+AnyReport = Report | TargetsReport
 
 
 def _difference_line(d: Mapping[str, Any], show_values: bool) -> str:
@@ -25,8 +27,17 @@ def _difference_line(d: Mapping[str, Any], show_values: bool) -> str:
     return f"{d.get('severity', '?')} {d.get('kind', '?')} at {d.get('path', '?')}"
 
 
-def render_text(report: Report, *, show_values: bool = False, console: Any = None) -> None:
-    """Print the human summary: a target × check matrix, then what failed or warned and why."""
+def render_text(
+    report: Report, *, show_values: bool = False, console: Any = None, title: str | None = None
+) -> None:
+    """Print the human summary: a target × check matrix, then what failed or warned and why.
+
+    Args:
+        report: The report.
+        show_values: Show differing values (they may hold user data).
+        console: A ``rich`` console (default: stdout).
+        title: The table's title (default: ``langgraph-migrator COMMAND``).
+    """
     from rich.console import Console
     from rich.table import Table
 
@@ -46,7 +57,7 @@ def render_text(report: Report, *, show_values: bool = False, console: Any = Non
         "warn": "[yellow]warn[/]",
         "skip": "[dim]skip[/]",
     }
-    table = Table(title=f"langgraph-migrator {report.command}")
+    table = Table(title=title or f"langgraph-migrator {report.command}")
     table.add_column("canary / thread")
     for name in checks:
         table.add_column(name, justify="center")
@@ -91,12 +102,12 @@ def render_text(report: Report, *, show_values: bool = False, console: Any = Non
     )
 
 
-def to_json(report: Report, show_values: bool = False) -> str:
+def to_json(report: AnyReport, show_values: bool = False) -> str:
     """``report.to_dict(show_values)`` as indented JSON (what ``--json`` writes)."""
     return json.dumps(report.to_dict(show_values), indent=2, sort_keys=True, default=str)
 
 
-def write_json(report: Report, path: Path, *, show_values: bool = False) -> None:
+def write_json(report: AnyReport, path: Path, *, show_values: bool = False) -> None:
     """Write :func:`to_json` to ``path`` (owner-only).
 
     Raises:
@@ -111,11 +122,14 @@ def write_json(report: Report, path: Path, *, show_values: bool = False) -> None
             fh.write(text)
 
 
-def to_junit(report: Report, show_values: bool = False) -> ET.Element:
-    """One ``<testcase>`` per check; ``fail`` → ``<failure>``, ``skip`` → ``<skipped>``."""
+def to_junit(report: Report, show_values: bool = False, *, target: str = "") -> ET.Element:
+    """One ``<testcase>`` per check; ``fail`` → ``<failure>``, ``skip`` → ``<skipped>``.
+
+    ``target`` (a ``--to`` label) names the suite of one target of a multi-target run.
+    """
     suite = ET.Element(
         "testsuite",
-        name=f"langgraph-migrator.{report.command}",
+        name=f"langgraph-migrator.{report.command}" + (f"[{target}]" if target else ""),
         tests=str(len(report.checks)),
         failures=str(sum(c.status == "fail" for c in report.checks)),
         skipped=str(sum(c.status == "skip" for c in report.checks)),
@@ -123,7 +137,12 @@ def to_junit(report: Report, show_values: bool = False) -> ET.Element:
         time=f"{sum(report.timings.values()):.3f}",
     )
     for c in report.checks:
-        case = ET.SubElement(suite, "testcase", classname=f"upgrade.{c.check}", name=c.name)
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=f"upgrade.{c.check}",
+            name=f"{c.name} [{target}]" if target else c.name,
+        )
         body = "\n".join(_difference_line(d, show_values) for d in c.shown_differences(show_values))
         if c.status == "fail":
             failure = ET.SubElement(case, "failure", message=c.summary, type=",".join(c.hazards))
@@ -136,8 +155,8 @@ def to_junit(report: Report, show_values: bool = False) -> ET.Element:
     return suite
 
 
-def write_junit(report: Report, path: Path, *, show_values: bool = False) -> None:
-    """Write the JUnit XML rendering to ``path`` (owner-only).
+def write_junit(report: AnyReport, path: Path, *, show_values: bool = False) -> None:
+    """Write the JUnit XML rendering to ``path`` (owner-only): one testsuite per target.
 
     Raises:
         OutputError: ``path`` cannot be written (nothing is left there; exit 3).
@@ -145,7 +164,11 @@ def write_junit(report: Report, path: Path, *, show_values: bool = False) -> Non
     from migrator.output import writing
 
     root = ET.Element("testsuites", name="langgraph-migrator")
-    root.append(to_junit(report, show_values))
+    if isinstance(report, TargetsReport):
+        for t in report.targets:
+            root.append(to_junit(t.report, show_values, target=t.label))
+    else:
+        root.append(to_junit(report, show_values))
     ET.indent(root)
     with writing(path):
         private_parent(path)
@@ -153,7 +176,7 @@ def write_junit(report: Report, path: Path, *, show_values: bool = False) -> Non
             ET.ElementTree(root).write(fh, encoding="utf-8", xml_declaration=True)
 
 
-def render_markdown(report: Report) -> str:
+def render_markdown(report: Report, *, target: str = "") -> str:
     """A GitHub-flavoured Markdown summary (for ``$GITHUB_STEP_SUMMARY``).
 
     Check summaries only: never a value, whatever ``--show-values`` says (the step
@@ -162,7 +185,9 @@ def render_markdown(report: Report) -> str:
     counts = report.counts()
     icon = {"pass": "✅", "fail": "❌", "warn": "⚠️", "skip": "⏭️"}
     lines = [
-        f"## langgraph-migrator {report.command}: {icon[report.verdict]} {report.verdict}",
+        f"## langgraph-migrator {report.command}"
+        + (f" → {target}" if target else "")
+        + f": {icon[report.verdict]} {report.verdict}",
         "",
         f"{counts['fail']} failed, {counts['warn']} warnings, {counts['pass']} passed, "
         f"{counts['skip']} skipped; {counts['breaking']} breaking / {counts['benign']} benign.",
@@ -179,7 +204,7 @@ def render_markdown(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
-def append_step_summary(report: Report, environ: Mapping[str, str] | None = None) -> Path | None:
+def append_step_summary(report: AnyReport, environ: Mapping[str, str] | None = None) -> Path | None:
     """Append the Markdown summary to ``$GITHUB_STEP_SUMMARY`` when it is set.
 
     A file this creates is owner-only; an existing one (the CI runner's) keeps its mode.
@@ -191,5 +216,60 @@ def append_step_summary(report: Report, environ: Mapping[str, str] | None = None
 
     path = Path(target)
     with writing(path, remove=()), open_private(path, "a", keep_mode=True) as fh:
-        fh.write(render_markdown(report))  # the runner's file: never removed
+        # the runner's file: never removed
+        if isinstance(report, TargetsReport):
+            for t in report.targets:
+                fh.write(render_markdown(t.report, target=t.label) + "\n")
+        else:
+            fh.write(render_markdown(report))
     return path
+
+
+def target_summary_line(label: str, report: Report, exit_code: int) -> str:
+    """One line per target of a multi-target run: its verdict, exit code and counts."""
+    counts = report.counts()
+    verdict = "PASS" if exit_code == 0 else "FAIL" if exit_code == 1 else "NOT CHECKED"
+    line = (
+        f"{label}: {verdict} (exit {exit_code}) — {counts['fail']} failed, "
+        f"{counts['warn']} warnings, {counts['pass']} passed"
+    )
+    if report.hazards:
+        line += f"; hazards: {', '.join(report.hazards)}"
+    if exit_code not in (0, 1):
+        line += f"; {report.checks[0].summary}" if report.checks else ""
+    return line
+
+
+def render_targets_text(
+    report: TargetsReport, *, show_values: bool = False, console: Any = None
+) -> None:
+    """Print a multi-target run: each target's table and findings, then one line per target."""
+    from rich.console import Console
+
+    console = console or Console(width=None if sys.stdout.isatty() else 160)
+    count = len(report.targets)
+    for i, t in enumerate(report.targets, 1):
+        console.rule(f"target {i}/{count}: {t.label}", style="dim")
+        render_text(
+            t.report,
+            show_values=show_values,
+            console=console,
+            title=f"langgraph-migrator {report.command} → {t.label}",
+        )
+    console.rule("targets", style="dim")
+    for note in report.notes:
+        console.print(f"note: {note}", markup=False, highlight=False)
+    for t in report.targets:
+        colour = "green" if t.exit_code == 0 else "bold red"
+        console.print(
+            f"[{colour}]{'ok  ' if t.exit_code == 0 else 'FAIL'}[/] ", end="", highlight=False
+        )
+        console.print(
+            target_summary_line(t.label, t.report, t.exit_code), markup=False, highlight=False
+        )
+    colour = "green" if report.verdict == "pass" else "bold red"
+    console.print(
+        f"[{colour}]verdict: {report.verdict.upper()}[/] — exit {report.exit_code}, "
+        f"the worst of {count} target(s)",
+        highlight=False,
+    )

@@ -15,7 +15,15 @@ import xmlschema
 
 from migrator import api
 from migrator.config import CheckSettings, PgChoice
-from migrator.report import REPORT_FORMAT, Check, Report, write_json, write_junit
+from migrator.report import (
+    REPORT_FORMAT,
+    Check,
+    Report,
+    TargetResult,
+    TargetsReport,
+    write_json,
+    write_junit,
+)
 from migrator.report.schema import report_schema, validate_report
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,9 +128,12 @@ def test_schema_names_exactly_the_keys_to_dict_writes():
     schema = report_schema()
     report = _synthetic()[0]
     top = report.to_dict()
-    assert set(schema["required"]) == set(top) == set(schema["properties"])
+    # Only a multi-target upgrade-check adds exit_code, targets and each check's target.
+    multi = {"exit_code", "targets"}
+    assert set(schema["required"]) == set(top) == set(schema["properties"]) - multi
     check_def = schema["$defs"]["check"]
-    assert set(check_def["required"]) == set(top["checks"][0]) == set(check_def["properties"])
+    assert set(check_def["required"]) == set(top["checks"][0])
+    assert set(check_def["properties"]) == set(top["checks"][0]) | {"target"}
     assert set(schema["properties"]["counts"]["required"]) == set(top["counts"])
     # Every key upgrade-check puts in a difference is described.
     assert set(_difference()) == set(schema["$defs"]["difference"]["properties"])
@@ -207,3 +218,49 @@ def test_real_upgrade_check_report_validates(pg_default, tmp_path):
     assert validate_report(data) == []
     assert {c["check"] for c in data["checks"]} >= {"seed", "drift", "resume", "rollback"}
     _junit_schema().validate(str(xml_path))
+
+
+def _targets_report() -> TargetsReport:
+    full, empty, _lean = _synthetic()
+    broken = Report("upgrade-check", (Check("target", "fail", "not checked (exit 3): no env"),))
+    return TargetsReport(
+        "upgrade-check",
+        (
+            TargetResult("current", "current (checkpoint-postgres==3.2.0)", empty, 0),
+            TargetResult("uv.lock", "checkpoint-postgres==3.0.0 (file:uv.lock)", full, 1),
+            TargetResult("bad.txt", "checkpoint-postgres==9.9.9 (file:bad.txt)", broken, 3),
+        ),
+        versions={"from": {"langgraph": "1.0.2"}},
+    )
+
+
+def test_multi_target_report_validates_and_names_every_key(tmp_path):
+    report = _targets_report()
+    path = tmp_path / "report.json"
+    write_json(report, path)
+    data = json.loads(path.read_text())
+    assert validate_report(data) == []
+    schema = report_schema()
+    assert set(data) == set(schema["properties"])
+    target_def = schema["$defs"]["target"]
+    assert set(data["targets"][0]) == set(target_def["required"]) == set(target_def["properties"])
+    # The worst target decides: 3 (not checked) outweighs 1 (failed) and 0.
+    assert (data["verdict"], data["exit_code"]) == ("fail", 3)
+    assert [t["exit_code"] for t in data["targets"]] == [0, 1, 3]
+    labels = {t["target"] for t in data["targets"]}
+    assert {c["target"] for c in data["checks"]} <= labels
+    assert len(data["checks"]) == sum(len(t.report.checks) for t in report.targets)
+
+
+def test_multi_target_junit_has_a_testsuite_per_target(tmp_path):
+    from xml.etree import ElementTree as ET
+
+    path = tmp_path / "report.xml"
+    write_junit(_targets_report(), path)
+    suites = ET.parse(path).getroot().findall("testsuite")
+    assert [s.get("name").partition("[")[2] for s in suites] == [
+        "current (checkpoint-postgres==3.2.0)]",
+        "checkpoint-postgres==3.0.0 (file:uv.lock)]",
+        "checkpoint-postgres==9.9.9 (file:bad.txt)]",
+    ]
+    assert suites[2].get("failures") == "1"
