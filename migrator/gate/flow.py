@@ -235,7 +235,10 @@ def _check_all(
                 run, settings, call, seeded, new_vs, built, spec, policy, last=i == count
             )
             code = 1 if report.verdict == "fail" else 0
-            results.append(TargetResult(spec, built.label, report, code))
+            label = built.label
+            if any(r.label == label for r in results):  # two files that differ elsewhere
+                label = f"{label} [--to {spec}]"
+            results.append(TargetResult(spec, label, report, code))
         except MigratorError as exc:
             if not several:
                 raise

@@ -264,8 +264,12 @@ def render_targets_text(
         console.print(
             f"[{colour}]{'ok  ' if t.exit_code == 0 else 'FAIL'}[/] ", end="", highlight=False
         )
+        # One line per target, however long: CI logs are grepped for it.
         console.print(
-            target_summary_line(t.label, t.report, t.exit_code), markup=False, highlight=False
+            target_summary_line(t.label, t.report, t.exit_code),
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
         )
     colour = "green" if report.verdict == "pass" else "bold red"
     console.print(
