@@ -22,6 +22,9 @@ T = TypeVar("T")
 #: Default seconds a dump or restore worker may make no progress (no fixed limit).
 IDLE_TIMEOUT_S = 900.0
 SHADOW_PREFIX = "langgraph_migrator_shadow_"
+#: Where ``migrate``'s fallback loads the pre-migrate backup before its swap
+#: (``migrator.execute.model.PRE_MIGRATE_PREFIX``): a killed run leaves one behind.
+PRE_MIGRATE_PREFIX = "lgm_premigrate_"
 OLD_PREFIX = "langgraph_migrator_old_"
 #: Tables a swap moves, when present.
 SWAP_TABLES = ("checkpoint_migrations", "checkpoints", "checkpoint_blobs", "checkpoint_writes")
@@ -35,7 +38,8 @@ CREATE_SCHEMA_SQL = "CREATE SCHEMA {}"
 DROP_SCHEMA_SQL = "DROP SCHEMA IF EXISTS {} CASCADE"
 LIST_TOOL_SCHEMAS_SQL = (
     "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'langgraph\\_migrator\\_old\\_%'"
-    " OR nspname LIKE 'langgraph\\_migrator\\_shadow\\_%' ORDER BY nspname"
+    " OR nspname LIKE 'langgraph\\_migrator\\_shadow\\_%'"
+    " OR nspname LIKE 'lgm\\_premigrate\\_%' ORDER BY nspname"
 )
 TABLES_IN_SCHEMA_SQL = (
     "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename = ANY(%s)"

@@ -23,6 +23,7 @@ from migrator.dumprestore.common import (
     LEDGER_KIND,
     LIST_TOOL_SCHEMAS_SQL,
     OLD_PREFIX,
+    PRE_MIGRATE_PREFIX,
     SHADOW_PREFIX,
     SWAP_TABLES,
     THREAD_COUNTS_SQL,
@@ -514,7 +515,8 @@ def cleanup(dsn: str, *, lock_wait: float = 60.0) -> list[str]:
     """Drop the old tables a restore kept (and leftover shadow schemas).
 
     The schemas are those the ledger records (kind ``shadow-tables``) and any
-    other ``langgraph_migrator_old_*``/``langgraph_migrator_shadow_*`` schema;
+    other ``langgraph_migrator_old_*``/``langgraph_migrator_shadow_*`` schema, and
+    the ``lgm_premigrate_*`` schema a ``migrate`` killed in its fallback left;
     recorded ones are marked ``deleted``.
 
     Returns:
@@ -538,4 +540,4 @@ def cleanup(dsn: str, *, lock_wait: float = 60.0) -> list[str]:
 
 
 def _is_tool_schema(name: str) -> bool:
-    return name.startswith((OLD_PREFIX, SHADOW_PREFIX))
+    return name.startswith((OLD_PREFIX, SHADOW_PREFIX, PRE_MIGRATE_PREFIX))

@@ -44,17 +44,22 @@ class Run:
     log: Path
     paused: list[str] = field(default_factory=list)
 
-    def wait_pause(self, where: str | None = None, timeout: float = 300.0) -> tuple[int, str]:
+    def wait_pause(
+        self, where: str | None = None, timeout: float = 300.0, *, where_prefix: str | None = None
+    ) -> tuple[int, str]:
         """Wait until a process of this run pauses; returns (pid, point).
 
         With ``where`` (a database name), pauses elsewhere (the plan's rehearsal
-        on a scratch database) are let go.
+        on a scratch database) are let go; with ``where_prefix``, pauses whose
+        place does not start with it (a swap of another shadow schema).
         """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.pause_file.exists():
                 pid, name, *at = self.pause_file.read_text().split(" ")
-                if where is not None and at and at[0] != where:
+                if (where is not None and at and at[0] != where) or (
+                    where_prefix is not None and not (at and at[0].startswith(where_prefix))
+                ):
                     self.release()
                     continue
                 self.paused.append(name)
