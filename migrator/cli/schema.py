@@ -110,6 +110,14 @@ def plan_cmd(
     show_default=True,
     help="Retries when a lock is in the way.",
 )
+@click.option(
+    "--nice",
+    default=10,
+    type=click.IntRange(min=0, max=19),
+    show_default=True,
+    help="CPU nice value of migrate and its workers, so that the application it runs "
+    "beside keeps the CPU (0: unchanged).",
+)
 @click.option("--no-backup", is_flag=True, help="Take no backup before changing anything.")
 @click.option(
     "--backup-dir",
@@ -152,6 +160,7 @@ def migrate_cmd(
     lock_timeout: float,
     statement_timeout: float,
     retries: int,
+    nice: int,
     no_backup: bool,
     backup_dir: Path | None,
     fallback: str | None,
@@ -196,6 +205,7 @@ def migrate_cmd(
         lock_timeout=lock_timeout,
         statement_timeout=statement_timeout,
         retries=retries,
+        nice=nice,
         from_spec=from_spec,
         fallback=fallback or ("ask" if sys.stdin.isatty() and sys.stdout.isatty() else "none"),
     )

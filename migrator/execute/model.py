@@ -59,6 +59,12 @@ class MigrateSettings:
         worker_timeout: Seconds a worker step may take.
         from_spec: The version set that wrote the data (needed by the fallback).
         fallback: After breaking drift: ``dump-restore``, ``none`` or ``ask``.
+        nice: CPU nice value for the rest of the run, applied to the calling
+            thread (and so to the backup's threads and every worker started
+            after it; :mod:`migrator.worker.priority`). 0 leaves it; the CLI
+            passes 10, so that the tool's own work yields the CPU to the
+            application it migrates beside. A library caller's thread keeps
+            the value afterwards: Linux lets nobody unprivileged lower it again.
     """
 
     dsn: str
@@ -73,6 +79,7 @@ class MigrateSettings:
     worker_timeout: float = 900.0
     from_spec: str | None = None
     fallback: str = "none"
+    nice: int = 0
 
 
 class DriftError(VerificationError):

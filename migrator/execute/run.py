@@ -45,6 +45,7 @@ from migrator.plan import (
 )
 from migrator.postgres import redact_dsn
 from migrator.report import Check, Report
+from migrator.worker.priority import lower_priority
 
 
 def migrate(
@@ -79,6 +80,9 @@ def migrate(
             or without ``from_spec``; a ``schema`` the database does not have.
     """
     _check_fallback_settings(settings, backup)
+    if settings.nice > 0:
+        # Before any worker starts: each inherits it (its own session's autogroup too).
+        lower_priority(settings.nice)
     _resolve_from(settings, progress)
     require_schema(settings.dsn, settings.schema)
     run = _Run(settings, progress)

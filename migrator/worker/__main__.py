@@ -15,7 +15,7 @@ import re
 import sys
 from typing import Any
 
-from migrator.worker import lifeline, protocol
+from migrator.worker import lifeline, priority, protocol
 
 _OP_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         0 when the op succeeded, 1 when it failed (the response says why).
     """
     args = sys.argv[1:] if argv is None else argv
+    priority.match_autogroup()  # a session of its own: keep the nice value it inherited
     if args == ["--serve"]:  # a fork server: one process per op, imports done once
         from migrator.worker import forkserver
 

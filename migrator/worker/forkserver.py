@@ -27,7 +27,7 @@ import socket
 import sys
 from typing import Any
 
-from migrator.worker import protocol
+from migrator.worker import priority, protocol
 
 #: Imported before the first fork; each is optional (not every version has all).
 PRELOAD = (
@@ -52,6 +52,7 @@ def _child(spec: dict[str, Any]) -> None:
     code = 1
     try:
         os.setsid()
+        priority.match_autogroup()  # the new session's autogroup: the server's nice value
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
