@@ -3,22 +3,29 @@
 The schema part of ``plan`` says whether ``setup()`` will work; this part says
 which *threads* the target then reads or resumes differently (HAZARDS.md "Graph
 semantics", "Serializer", "Rollback"). It reads the live tables with read-only
-SQL, one pass over ``checkpoints`` plus primary-key lookups of each thread's
-latest root checkpoint, and never decodes a value:
+SQL and never decodes a value (:func:`scan_sql`):
 
 - the era of each thread: the ``"v"`` of its latest root checkpoint's JSON
-  (1: langgraph 0.2.x and older; 2: 0.3.x; 4: langgraph 0.6 and newer);
+  (1: langgraph 0.2.x, and 0.3.x before 0.3.25 with langgraph-checkpoint < 2.0.22;
+  2: 0.3.x before 0.3.25 with langgraph-checkpoint >= 2.0.22; 3: 0.3.25-0.4.x;
+  4: langgraph 0.5 and newer);
 - paused with pending writes (rows other than ``__interrupt__`` in
   ``checkpoint_writes`` for the latest root checkpoint: a completed sibling's
   writes, a failed task's error), paused inside a subgraph (a child namespace
   has a checkpoint at or after the latest root one: checkpoint ids are
-  time-ordered), holding a pending interrupt (an ``__interrupt__`` write),
-  holding pending sends in the checkpoint JSON (checkpoint-postgres 1.0.0),
-  ``metadata.writes`` with ``lc`` envelopes, and
-  ``DeltaChannel`` threads (the metadata markers checkpoint-postgres 3.2.0's
-  ``PRUNE_DELTA_THREADS_SQL`` uses).
+  time-ordered), holding a pending interrupt (an ``__interrupt__`` write) -- looked
+  up only for the threads whose format a hazard of the target judges by them;
+- holding pending sends in the checkpoint JSON (checkpoint-postgres 1.0.0),
+  ``metadata.writes`` with ``lc`` envelopes, and ``DeltaChannel`` threads (the
+  metadata markers checkpoint-postgres 3.2.0's ``PRUNE_DELTA_THREADS_SQL`` uses) --
+  the ``metadata`` tests only when a metadata hazard applies (:func:`scan_needs`).
 
-:func:`data_hazards` (pure) turns those counts into hazards for a target.
+What the rows cannot tell: the langgraph *release* that wrote a format v1 or v2
+checkpoint. H-TASK-ID starts at 0.3.17, inside both formats' ranges (task ids are
+bare hash digests either way), so those threads are counted at risk; ``--from``
+decides for v2, only ``upgrade-check`` proves v1.
+
+:func:`data_hazards` (pure) turns the scan's groups into hazards for a target.
 """
 
 from __future__ import annotations
@@ -35,55 +42,154 @@ from migrator.plan.model import Hazard
 SAMPLE = 20
 #: The langgraph release that changed task-id derivation (H-TASK-ID).
 TASK_ID_CHANGED = (0, 3, 17)
+#: The first langgraph that derives the task ids of a format-2+ checkpoint with xxhash
+#: (every newer reader does): format v2 written by an older langgraph is at risk too.
+TASK_ID_XXHASH = (0, 3, 19)
 #: Targets that fail to resume a langgraph 0.2.x ``interrupt()`` (H-INTERRUPT-RESUME).
 INTERRUPT_BAND = ((0, 6, 8), (1, 2, 13))
 #: checkpoint-postgres from which ``metadata.writes`` envelopes come back raw.
 METADATA_RAW_FROM = (2, 0, 25)
 #: langgraph from which DeltaChannel exists (H-DELTA-ROLLBACK).
 DELTA_FROM = (1, 2)
+#: The newest checkpoint format: rows of it need no per-row look at the JSON beyond "v".
+LATEST_FORMAT = "4"
 
-#: One pass over ``checkpoints``: per thread, its latest root checkpoint id, its latest
-#: child checkpoint id, ``lc`` envelopes in ``metadata.writes``, delta markers. Then
-#: primary-key lookups (``LATERAL``) of the latest root checkpoint and its writes only:
-#: a plain join lets the planner scan both tables again. Read only.
-THREAD_SCAN_SQL = """
-WITH per_thread AS (
-    SELECT thread_id,
-           max(checkpoint_id) FILTER (WHERE checkpoint_ns = '') AS latest,
-           max(checkpoint_id) FILTER (WHERE checkpoint_ns <> '') AS child_latest,
-           bool_or(metadata ? 'writes' AND jsonb_typeof(metadata -> 'writes') = 'object'
-                   AND strpos((metadata -> 'writes')::text, '"lc": ') > 0) AS lc_writes,
-           bool_or(metadata ?| array['counters_since_delta_snapshot',
-                                     'delta_writes_versioned']) AS delta
+
+@dataclass(frozen=True)
+class ScanNeeds:
+    """What the thread scan must look at for one (from, to) pair (:func:`scan_needs`).
+
+    Attributes:
+        task_fmts: Formats whose threads H-TASK-ID judges (empty: it does not apply).
+        interrupt_fmts: Formats whose pending interrupts H-INTERRUPT-RESUME judges.
+        sends: H-SEND-DROPPED applies (pending sends in the checkpoint JSON).
+        lc_writes: H-METADATA-WRITES applies (``lc`` envelopes in ``metadata.writes``).
+        delta: H-DELTA-ROLLBACK applies (DeltaChannel markers in ``metadata``).
+    """
+
+    task_fmts: frozenset[int] = frozenset({1, 2})
+    interrupt_fmts: frozenset[int] = frozenset({1})
+    sends: bool = True
+    lc_writes: bool = True
+    delta: bool = True
+
+    @property
+    def lookup_fmts(self) -> list[str]:
+        """Formats whose threads get the per-thread lookups (writes, child namespaces)."""
+        return [str(f) for f in sorted(self.task_fmts | self.interrupt_fmts)]
+
+    @property
+    def metadata(self) -> bool:
+        """Whether the scan reads ``checkpoints.metadata`` at all."""
+        return self.lc_writes or self.delta
+
+    def checked(self) -> dict[str, str]:
+        """Per flag, which threads the scan looked at (``all``, ``v1, v2``, ``none``)."""
+        lookups = ", ".join(f"v{f}" for f in self.lookup_fmts) or "none"
+        return {
+            "pending": lookups,
+            "paused_subgraph": lookups,
+            "interrupt": lookups,
+            "sends": "all" if self.sends else "none",
+            "lc_writes": "all" if self.lc_writes else "none",
+            "delta": "all" if self.delta else "none",
+        }
+
+
+#: The ``metadata`` tests, per flag: (a cheap filter over every row, the exact test).
+_LC_TEST = (
+    "'writes'",
+    "(metadata ? 'writes' AND jsonb_typeof(metadata -> 'writes') = 'object'"
+    " AND strpos((metadata -> 'writes')::text, '\"lc\": ') > 0)",
+)
+_DELTA_TEST = (
+    "'counters_since_delta_snapshot', 'delta_writes_versioned'",
+    "metadata ?| array['counters_since_delta_snapshot', 'delta_writes_versioned']",
+)
+
+#: One index-only pass (each thread's latest root checkpoint id, from the primary key)
+#: and one sequential pass that keeps only the rows worth a look: an older format than
+#: :data:`LATEST_FORMAT`, pending sends, metadata markers ({odd_filter}). The latest root
+#: checkpoint's format is the odd row's, or the latest format when no odd row is it.
+#: Then primary-key lookups (``LATERAL``) of the latest root checkpoint's writes and the
+#: child namespaces, only for the threads whose format a hazard judges by them. Read only.
+_SCAN_SQL = """
+WITH ids AS (
+    SELECT thread_id, max(checkpoint_id) FILTER (WHERE checkpoint_ns = '') AS latest
     FROM checkpoints
     GROUP BY thread_id
+), odd AS (
+    SELECT thread_id, checkpoint_ns, checkpoint_id, checkpoint ->> 'v' AS fmt,
+           coalesce((checkpoint -> 'pending_sends')
+                    NOT IN ('[]'::jsonb, '["json", "W10="]'::jsonb), false) AS sends,
+           {lc_test} AS lc_writes, {delta_test} AS delta
+    FROM checkpoints
+    WHERE {odd_filter}
+), meta AS (
+    SELECT thread_id, bool_or(lc_writes) AS lc_writes, bool_or(delta) AS delta
+    FROM odd
+    GROUP BY thread_id
 ), flags AS (
-    SELECT p.thread_id,
-           coalesce(c.fmt, '0') AS fmt,
-           coalesce(p.child_latest >= p.latest, false) AS subgraph, p.lc_writes, p.delta,
-           coalesce(c.sends NOT IN ('[]'::jsonb, '["json", "W10="]'::jsonb), false) AS sends,
-           coalesce(w.pending, false) AS pending,
-           coalesce(w.interrupt, false) AS interrupt
-    FROM per_thread p
+    SELECT i.thread_id, i.latest,
+           CASE WHEN i.latest IS NULL THEN '0'
+                WHEN l.thread_id IS NULL THEN %(latest_fmt)s
+                ELSE coalesce(l.fmt, '0') END AS fmt,
+           coalesce(l.sends, false) AS sends,
+           coalesce(m.lc_writes, false) AS lc_writes, coalesce(m.delta, false) AS delta
+    FROM ids i
+    LEFT JOIN odd l
+           ON l.thread_id = i.thread_id AND l.checkpoint_ns = '' AND l.checkpoint_id = i.latest
+    LEFT JOIN meta m ON m.thread_id = i.thread_id
+), looked AS (
+    SELECT f.thread_id, coalesce(s.child_latest >= f.latest, false) AS subgraph,
+           coalesce(w.pending, false) AS pending, coalesce(w.interrupt, false) AS interrupt
+    FROM flags f
     LEFT JOIN LATERAL (
-        SELECT c.checkpoint ->> 'v' AS fmt, c.checkpoint -> 'pending_sends' AS sends
+        SELECT max(c.checkpoint_id) AS child_latest
         FROM checkpoints c
-        WHERE c.thread_id = p.thread_id AND c.checkpoint_ns = '' AND c.checkpoint_id = p.latest
-        LIMIT 1
-    ) c ON true
+        WHERE c.thread_id = f.thread_id AND c.checkpoint_ns > ''
+    ) s ON true
     LEFT JOIN LATERAL (
         SELECT bool_or(w.channel <> '__interrupt__') AS pending,
                bool_or(w.channel = '__interrupt__') AS interrupt
         FROM checkpoint_writes w
-        WHERE w.thread_id = p.thread_id AND w.checkpoint_ns = '' AND w.checkpoint_id = p.latest
+        WHERE w.thread_id = f.thread_id AND w.checkpoint_ns = '' AND w.checkpoint_id = f.latest
     ) w ON true
+    WHERE f.fmt = ANY(%(lookup_fmts)s::text[])
 )
-SELECT fmt, pending, subgraph AS paused_subgraph, interrupt, sends, lc_writes, delta,
+SELECT f.fmt, coalesce(r.pending, false) AS pending,
+       coalesce(r.subgraph, false) AS paused_subgraph,
+       coalesce(r.interrupt, false) AS interrupt, f.sends, f.lc_writes, f.delta,
        count(*) AS threads,
-       (array_agg(thread_id ORDER BY thread_id))[1:%(sample)s] AS sample
-FROM flags
+       (array_agg(f.thread_id ORDER BY f.thread_id))[1:%(sample)s] AS sample
+FROM flags f
+LEFT JOIN looked r ON r.thread_id = f.thread_id
 GROUP BY 1, 2, 3, 4, 5, 6, 7
 """
+
+
+def scan_sql(needs: ScanNeeds) -> str:
+    """The thread scan for ``needs``: no ``metadata`` test a hazard of the pair does not use.
+
+    Parameters: ``sample``, ``latest_fmt``, ``lookup_fmts`` (:func:`scan_params`).
+    """
+    odd = ["(checkpoint ->> 'v') IS DISTINCT FROM %(latest_fmt)s"]
+    if needs.sends:
+        odd.append("checkpoint ? 'pending_sends'")
+    keys = [t[0] for t, on in ((_LC_TEST, needs.lc_writes), (_DELTA_TEST, needs.delta)) if on]
+    if keys:
+        odd.append(f"metadata ?| array[{', '.join(keys)}]")
+    return _SCAN_SQL.format(
+        odd_filter="\n       OR ".join(odd),
+        lc_test=_LC_TEST[1] if needs.lc_writes else "false",
+        delta_test=_DELTA_TEST[1] if needs.delta else "false",
+    )
+
+
+def scan_params(needs: ScanNeeds) -> dict[str, Any]:
+    """The parameters of :func:`scan_sql`."""
+    return {"sample": SAMPLE, "latest_fmt": LATEST_FORMAT, "lookup_fmts": needs.lookup_fmts}
+
 
 #: The flags a thread can carry, as the scan names them.
 FLAGS = ("pending", "paused_subgraph", "interrupt", "sends", "lc_writes", "delta")
@@ -101,10 +207,10 @@ FLAG_TEXT: Mapping[str, str] = {
 #: Checkpoint format ("v") -> the langgraph releases that write it.
 FORMAT_ERA: Mapping[str, str] = {
     "0": "unknown format",
-    "1": "langgraph 0.2.x or older",
-    "2": "langgraph 0.3.x",
-    "3": "langgraph 0.4-0.5",
-    "4": "langgraph 0.6 or newer",
+    "1": "langgraph 0.2.x or older, or 0.3.x before 0.3.25",
+    "2": "langgraph 0.3.x before 0.3.25",
+    "3": "langgraph 0.3.25-0.4.x",
+    "4": "langgraph 0.5 or newer",
 }
 
 
@@ -157,12 +263,14 @@ class DataScan:
         seconds: How long the scan took.
         from_label: The ``--from`` version set, when given.
         reaches: Per data hazard that applies to the target, the threads it reaches.
+        needs: What the scan looked at (a flag it did not look at counts 0).
     """
 
     groups: tuple[ThreadGroup, ...]
     seconds: float = 0.0
     from_label: str | None = None
     reaches: tuple[Reach, ...] = field(default=())
+    needs: ScanNeeds = field(default_factory=ScanNeeds)
 
     @property
     def threads(self) -> int:
@@ -204,21 +312,26 @@ class DataScan:
             "era": self.era_text(),
             "from": self.from_label,
             "counts": {flag: self.count(flag) for flag in FLAGS},
+            "checked": self.needs.checked(),
             "reaches": [r.to_dict() for r in self.reaches],
             "seconds": round(self.seconds, 3),
         }
 
 
-def scan_threads(conn: psycopg.Connection[Any]) -> tuple[ThreadGroup, ...]:
-    """Run :data:`THREAD_SCAN_SQL` on ``conn`` (the caller makes it read only).
+def scan_threads(
+    conn: psycopg.Connection[Any], needs: ScanNeeds | None = None
+) -> tuple[ThreadGroup, ...]:
+    """Run :func:`scan_sql` on ``conn`` (the caller makes it read only).
 
     Args:
         conn: A connection whose ``search_path`` finds the checkpoint tables.
+        needs: What to look at (:func:`scan_needs`); default: everything.
 
     Returns:
         One group per distinct (format, flags).
     """
-    rows = conn.execute(THREAD_SCAN_SQL, {"sample": SAMPLE}).fetchall()
+    needs = needs or ScanNeeds()
+    rows = conn.execute(scan_sql(needs), scan_params(needs)).fetchall()
     groups = []
     for row in rows:
         fmt, *flags, threads, sample = row
@@ -256,6 +369,39 @@ def _reach(
     return Reach(hazard, what, n, tuple(ids), breaking, frozenset(chosen))
 
 
+def scan_needs(
+    target_versions: Mapping[str, Any], from_versions: Mapping[str, Any] | None = None
+) -> ScanNeeds:
+    """What the scan must look at for the data hazards that can apply to (from, to) (pure).
+
+    The one place that says which hazard applies to a pair; :func:`data_hazards` uses it.
+    ``--from`` (the version set that wrote the data) rules hazards out: no DeltaChannel
+    threads before langgraph 1.2, no ``metadata.writes`` change when the data's
+    checkpoint-postgres already returns envelopes raw. Without it, every hazard of the
+    target applies.
+    """
+    lg = _vt(target_versions.get("langgraph"))
+    cpp = _vt(target_versions.get("langgraph-checkpoint-postgres"))
+    from_lg = _vt((from_versions or {}).get("langgraph"))
+    from_cpp = _vt((from_versions or {}).get("langgraph-checkpoint-postgres"))
+    task_fmts: frozenset[int] = frozenset()
+    if lg and lg >= TASK_ID_CHANGED:
+        # v1: langgraph <= 0.3.24, before or after 0.3.17 -- nothing tells: always judged.
+        # v2: langgraph 0.3.x < 0.3.25; newer readers hash its task ids with xxhash, which
+        # langgraph derives from 0.3.19 on: --from decides.
+        task_fmts = frozenset({1} | ({2} if not from_lg or from_lg < TASK_ID_XXHASH else set()))
+    in_band = bool(lg) and INTERRUPT_BAND[0] <= lg < INTERRUPT_BAND[1]
+    return ScanNeeds(
+        task_fmts=task_fmts,
+        interrupt_fmts=frozenset({1}) if in_band else frozenset(),
+        sends=bool(cpp) and cpp > (1, 0, 0),
+        lc_writes=bool(cpp)
+        and cpp >= METADATA_RAW_FROM
+        and not (from_cpp and from_cpp >= METADATA_RAW_FROM),
+        delta=not (from_lg and from_lg < DELTA_FROM),
+    )
+
+
 def data_hazards(
     groups: Sequence[ThreadGroup],
     target_versions: Mapping[str, Any],
@@ -282,10 +428,7 @@ def data_hazards(
         The reaches and the hazards (with counts and the first thread ids).
     """
     lg = _vt(target_versions.get("langgraph"))
-    cpp = _vt(target_versions.get("langgraph-checkpoint-postgres"))
-    from_lg = _vt((from_versions or {}).get("langgraph"))
-    # Format v1 is langgraph 0.2.x; v2 is 0.3.x, before or after 0.3.17 (--from decides).
-    old_task_ids = {1} | ({2} if not from_lg or from_lg < TASK_ID_CHANGED else set())
+    needs = scan_needs(target_versions, from_versions)
     reaches: list[Reach] = []
     prove = (
         f"prove it: `langgraph-migrator upgrade-check --from '{from_spec}' --to '{to_spec}'` "
@@ -293,16 +436,17 @@ def data_hazards(
     )
 
     def old(g: ThreadGroup) -> bool:
-        return 0 < _fmt(g.fmt) and _fmt(g.fmt) in old_task_ids
+        return _fmt(g.fmt) in needs.task_fmts
 
     task_id_breaking = cured is None
     cured_note = f"; cured by {cured}" if cured else ""
-    if lg and lg >= TASK_ID_CHANGED:
+    if needs.task_fmts:
+        formats = ", ".join(f"v{f}" for f in sorted(needs.task_fmts))
         r = _reach(
             groups,
             "H-TASK-ID",
-            "paused with pending writes or inside a subgraph, written by langgraph < 0.3.17"
-            + cured_note,
+            "paused with pending writes or inside a subgraph, in a checkpoint format "
+            f"langgraph < 0.3.17 writes ({formats})" + cured_note,
             task_id_breaking,
             lambda g: old(g) and bool({"pending", "paused_subgraph"} & g.flags),
         )
@@ -318,7 +462,7 @@ def data_hazards(
             )
             if r:
                 reaches.append(r)
-    in_band = bool(lg) and INTERRUPT_BAND[0] <= lg < INTERRUPT_BAND[1]
+    in_band = bool(needs.interrupt_fmts)
     if in_band:
         r = _reach(
             groups,
@@ -329,7 +473,7 @@ def data_hazards(
         )
         if r:
             reaches.append(r)
-    if cpp and cpp > (1, 0, 0):
+    if needs.sends:
         r = _reach(
             groups,
             "H-SEND-DROPPED",
@@ -339,7 +483,7 @@ def data_hazards(
         )
         if r:
             reaches.append(r)
-    if cpp and cpp >= METADATA_RAW_FROM:
+    if needs.lc_writes:
         r = _reach(
             groups,
             "H-METADATA-WRITES",
@@ -356,7 +500,7 @@ def data_hazards(
         bool(lg) and lg < DELTA_FROM,
         lambda g: "delta" in g.flags,
     )
-    if r:
+    if r and needs.delta:
         reaches.append(r)
 
     hazards: list[Hazard] = []
@@ -369,11 +513,14 @@ def data_hazards(
         sample = ", ".join(head.thread_ids)
         more = f" (first {len(head.thread_ids)}: {sample})" if sample else ""
         breaking = any(r.breaking for r in rs)
+        undecided = ""
+        if hid == "H-TASK-ID" and not from_versions:
+            undecided = f"; {UNDECIDED_TASK_ID}"
         hazards.append(
             Hazard(
                 hid,
                 "error" if breaking else "warning",
-                f"{_MEANING[hid]}: {counts}{more}",
+                f"{_MEANING[hid]}: {counts}{more}{undecided}",
                 f"{_FIX[hid].format(spec=from_spec)}; {prove}",
                 data=True,
             )
@@ -395,6 +542,14 @@ def data_hazards(
     return reaches, hazards
 
 
+#: Why format v1/v2 threads are counted at risk without ``--from`` (said with H-TASK-ID).
+UNDECIDED_TASK_ID = (
+    "the rows cannot tell which langgraph release wrote them (v1 is written by "
+    "langgraph 0.2.x-0.3.24, v2 by 0.3.x before 0.3.25, and task ids are bare hashes "
+    "either way), so they are counted at risk: give --from to judge v2 threads, "
+    "and prove v1 threads with upgrade-check"
+)
+
 _MEANING: Mapping[str, str] = {
     "H-TASK-ID": "the target derives task ids differently (langgraph >= 0.3.17): on resume it "
     "orphans pending writes, re-runs completed nodes and restarts paused subgraphs",
@@ -407,6 +562,9 @@ _MEANING: Mapping[str, str] = {
     "H-DELTA-ROLLBACK": "threads with DeltaChannel channels: versions before langgraph 1.2 "
     "cannot read them (rolling back below 1.2 is not supported)",
 }
+
+#: The data hazards plan counts (``--accept-hazard`` takes these ids).
+DATA_HAZARDS = frozenset(_MEANING)
 
 _FIX: Mapping[str, str] = {
     "H-TASK-ID": "deploy with `langgraph-migrator migrate --from {spec} --fallback dump-restore` "

@@ -11,7 +11,14 @@ from psycopg import sql
 
 from migrator import envs
 from migrator.errors import ConfigError, ConnectError, MigratorError, ProvisionError
-from migrator.plan.blast import DataScan, ThreadGroup, data_hazards, scan_threads
+from migrator.plan.blast import (
+    DataScan,
+    ScanNeeds,
+    ThreadGroup,
+    data_hazards,
+    scan_needs,
+    scan_threads,
+)
 from migrator.plan.hazards import build_plan
 from migrator.plan.model import (
     ALREADY_EXISTS,
@@ -123,12 +130,15 @@ def read_live(dsn: str, schema: str | None = None) -> tuple[SchemaModel, Connect
     return SchemaModel.from_catalog(catalog), probe
 
 
-def read_data(dsn: str, schema: str) -> tuple[tuple[ThreadGroup, ...], float]:
-    """Scan the stored threads (:data:`~migrator.plan.blast.THREAD_SCAN_SQL`), read only.
+def read_data(
+    dsn: str, schema: str, needs: ScanNeeds | None = None
+) -> tuple[tuple[ThreadGroup, ...], float]:
+    """Scan the stored threads (:func:`~migrator.plan.blast.scan_sql`), read only.
 
     Args:
         dsn: The live database.
         schema: The checkpoint tables' schema.
+        needs: What the data hazards of the (from, to) pair look at (default: everything).
 
     Returns:
         The thread groups and the seconds the scan took.
@@ -145,7 +155,7 @@ def read_data(dsn: str, schema: str) -> tuple[tuple[ThreadGroup, ...], float]:
             conn.execute(
                 sql.SQL("SELECT set_config('search_path', {}, true)").format(sql.Literal(schema))
             )
-            groups = scan_threads(conn)
+            groups = scan_threads(conn, needs)
             conn.rollback()
     except psycopg.Error as exc:
         raise ConnectError(
@@ -404,12 +414,14 @@ def make_plan(
     data_found: list[Hazard] = []
     if {"checkpoints", "checkpoint_writes"} <= set(live.tables):
         progress("scanning the stored threads (read only)")
-        groups, seconds = read_data(dsn, live.schema)
+        from_versions = dict(from_set.pins) if from_set else None
+        needs = scan_needs(target.versions, from_versions)
+        groups, seconds = read_data(dsn, live.schema, needs)
         spec = from_spec or guess_from_spec(live, groups)
         reaches, data_found = data_hazards(
             groups,
             target.versions,
-            from_versions=dict(from_set.pins) if from_set else None,
+            from_versions=from_versions,
             from_spec=spec,
             to_spec=to_spec,
             cured=task_ids_cured(dsn, live.schema),
@@ -419,6 +431,7 @@ def make_plan(
             seconds,
             from_label=from_set.label if from_set else None,
             reaches=tuple(reaches),
+            needs=needs,
         )
     notes: list[str] = []
     major = int(live.server.get("version_num", 0)) // 10000

@@ -13,13 +13,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
-from migrator import api, fixtures
+from migrator import api, envs, fixtures
+from migrator.errors import ConnectError
+from migrator.plan.blast import DataScan, data_hazards, scan_needs
+from migrator.plan.live import read_data
 from migrator.postgres import scratch_database
 from tests.integration.test_plan import catalog_state
 
@@ -150,3 +155,78 @@ def test_ledger_ahead_is_an_error_and_migrate_says_fail(pg_default, db):
     assert "verdict: PASS" not in out and "verdict: FAIL" in out
     assert "P-LEDGER-AHEAD" in out
     assert catalog_state(db) == before
+
+
+NEWEST = {"langgraph": "1.2.22", "langgraph-checkpoint-postgres": "3.2.0"}
+
+
+def _pins(spec: str) -> dict[str, str]:
+    return dict(envs.parse_version_set(spec).pins)
+
+
+@pytest.fixture
+def no_metadata_role(db):
+    """A role that may read every checkpoint column but ``checkpoints.metadata``."""
+    role = f"lgm_nometa_{uuid.uuid4().hex[:8]}"
+    fixtures.import_tables(db, ROOT / "2.0.8")
+    with psycopg.connect(db, autocommit=True) as conn:
+        r = sql.Identifier(role)
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(r))
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(r))
+        conn.execute(sql.SQL("GRANT SELECT ON checkpoint_writes TO {}").format(r))
+        conn.execute(
+            sql.SQL(
+                "GRANT SELECT (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, "
+                "type, checkpoint) ON checkpoints TO {}"
+            ).format(r)
+        )
+    try:
+        yield psycopg.conninfo.make_conninfo(db, user=role)
+    finally:
+        with psycopg.connect(db, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_scan_reads_no_metadata_when_no_metadata_hazard_applies(db, no_metadata_role):
+    """2.0.8 -> 2.0.12: neither H-METADATA-WRITES nor H-DELTA-ROLLBACK applies, so the scan
+    never touches ``checkpoints.metadata`` (a role that may not read it still scans); a
+    pair where they apply reads it and counts the same threads as before."""
+    quiet = scan_needs(
+        _pins("langgraph-checkpoint-postgres==2.0.12"),
+        _pins("langgraph-checkpoint-postgres==2.0.8"),
+    )
+    assert not quiet.metadata
+    groups, _ = read_data(no_metadata_role, "public", quiet)
+    assert sum(g.threads for g in groups) == 9 and {g.fmt for g in groups} == {"1"}
+    assert not any({"lc_writes", "delta"} & g.flags for g in groups)
+
+    full = scan_needs(NEWEST)
+    with pytest.raises(ConnectError, match="permission denied"):
+        read_data(no_metadata_role, "public", full)
+    groups, _ = read_data(db, "public", full)  # the owner may: the hazard still counts
+    reaches, _ = data_hazards(groups, NEWEST)
+    first = {r.hazard: r for r in reversed(reaches)}  # each hazard's head reach
+    assert first["H-METADATA-WRITES"].thread_ids == ("canary:messages", "canary:rich_values")
+    assert first["H-TASK-ID"].thread_ids == ("canary:failed_node", "canary:subgraph")
+
+
+def test_the_latest_root_checkpoint_decides_a_threads_format(db):
+    """A thread whose older checkpoints are v1 but whose latest root one is v4 is of the new
+    era (the scan only looks closer at rows of an older format than the newest)."""
+    fixtures.import_tables(db, ROOT / "2.0.8")
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE checkpoints SET checkpoint = jsonb_set(checkpoint, '{v}', '4') "
+            "WHERE thread_id = 'canary:failed_node' AND checkpoint_ns = '' AND checkpoint_id = "
+            "(SELECT max(checkpoint_id) FROM checkpoints "
+            " WHERE thread_id = 'canary:failed_node' AND checkpoint_ns = '')"
+        )
+    groups, _ = read_data(db, "public", scan_needs(NEWEST))
+    scan = DataScan(groups)
+    assert scan.by_format() == {"1": 8, "4": 1}
+    reaches, _ = data_hazards(groups, NEWEST)
+    task_id = next(r for r in reaches if r.hazard == "H-TASK-ID")
+    assert (task_id.threads, task_id.thread_ids) == (1, ("canary:subgraph",))
+    # pending writes are looked up for v1/v2 threads only: the v4 thread's are not counted
+    assert scan.count("pending") == 0 and scan.count("paused_subgraph") == 1

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from migrator.plan.blast import DataScan, ThreadGroup, data_hazards
+from migrator.plan.blast import (
+    UNDECIDED_TASK_ID,
+    DataScan,
+    ThreadGroup,
+    data_hazards,
+    scan_needs,
+    scan_sql,
+)
 
 NEWEST = {"langgraph": "1.2.24", "langgraph-checkpoint-postgres": "3.2.0"}
 BAND = {"langgraph": "1.0.1", "langgraph-checkpoint-postgres": "3.0.0"}
@@ -64,3 +71,46 @@ def test_sends_metadata_and_delta():
     assert next(r for r in data_hazards(groups, old)[0] if r.hazard == "H-DELTA-ROLLBACK").breaking
     one = {"langgraph": "0.2.0", "langgraph-checkpoint-postgres": "1.0.0"}
     assert not [r for r in data_hazards(groups, one)[0] if r.hazard == "H-SEND-DROPPED"]
+
+
+def test_v2_from_0_3_17_or_0_3_18_still_at_risk_newer_readers_hash_v2_ids_with_xxhash():
+    v2 = (_g("2", {"pending"}, 1, "x"),)
+    for old in ("0.3.16", "0.3.17", "0.3.18"):
+        assert data_hazards(v2, NEWEST, from_versions={"langgraph": old})[0], old
+    assert not data_hazards(v2, NEWEST, from_versions={"langgraph": "0.3.19"})[0]
+
+
+def test_without_from_task_id_says_the_rows_cannot_tell_and_from_is_needed():
+    _, hazards = data_hazards(GROUPS, NEWEST)
+    message = next(h.message for h in hazards if h.id == "H-TASK-ID")
+    assert UNDECIDED_TASK_ID in message and "--from" in message
+    _, hazards = data_hazards(GROUPS, NEWEST, from_versions={"langgraph": "0.2.56"})
+    assert UNDECIDED_TASK_ID not in next(h.message for h in hazards if h.id == "H-TASK-ID")
+
+
+def test_scan_needs_per_pair_and_no_metadata_in_the_sql_when_no_metadata_hazard_applies():
+    v2_0_8 = {"langgraph": "0.2.56", "langgraph-checkpoint-postgres": "2.0.8"}
+    v2_0_12 = {"langgraph": "0.2.62", "langgraph-checkpoint-postgres": "2.0.12"}
+    v3_2_0 = {"langgraph": "1.2.22", "langgraph-checkpoint-postgres": "3.2.0"}
+    # 2.0.8 -> 2.0.12: no task-id change, no raw envelopes, no DeltaChannel writer
+    quiet = scan_needs(v2_0_12, v2_0_8)
+    assert not quiet.metadata and not quiet.task_fmts and quiet.lookup_fmts == []
+    assert "metadata" not in scan_sql(quiet)
+    # unknown writer -> newest: everything the target's hazards use
+    full = scan_needs(v3_2_0)
+    assert full.lc_writes and full.delta and full.task_fmts == {1, 2} and full.sends
+    assert not full.interrupt_fmts  # 1.2.22 resumes 0.2.x interrupts
+    sql_text = scan_sql(full)
+    assert "metadata ?| array['writes', 'counters_since_delta_snapshot'" in sql_text
+    # a writer that already returns raw envelopes: only the DeltaChannel markers
+    delta_only = scan_needs(v3_2_0, v3_2_0)
+    assert (delta_only.lc_writes, delta_only.delta) == (False, True)
+    assert "'writes'" not in scan_sql(delta_only) and "delta_writes_versioned" in scan_sql(
+        delta_only
+    )
+    assert scan_needs(BAND, v2_0_8).interrupt_fmts == {1}
+    # the hazards follow the same needs: nothing metadata-based for 2.0.8 -> 2.0.12
+    groups = (_g("1", {"lc_writes", "delta"}, 2, "m"),)
+    assert data_hazards(groups, v2_0_12, from_versions=v2_0_8)[0] == []
+    reaches = data_hazards(groups, v3_2_0)[0]
+    assert {r.hazard for r in reaches} == {"H-METADATA-WRITES", "H-DELTA-ROLLBACK"}
