@@ -83,7 +83,7 @@ def _run_setup(run: _Run, env: envs.VersionEnv, plan: Plan) -> dict[str, Any]:
     while True:
         try:
             result = envs.run_worker(
-                env, "setup", {"dsn": _timeout_dsn(settings)}, timeout=settings.worker_timeout
+                env, "setup", _setup_request(settings), timeout=settings.worker_timeout
             )
             before = first["ledger_before"] if first else result.get("ledger_before")
             return {
@@ -116,6 +116,12 @@ def _run_setup(run: _Run, env: envs.VersionEnv, plan: Plan) -> dict[str, Any]:
                 recorded.append(failed_v)
                 continue
             raise
+
+
+def _setup_request(settings: MigrateSettings) -> dict[str, Any]:
+    """The ``setup`` op's request: statements that queue the app wait for locks only briefly."""
+    blocking = min(settings.lock_timeout, settings.blocking_lock_timeout)
+    return {"dsn": _timeout_dsn(settings), "blocking_lock_timeout_ms": int(blocking * 1000)}
 
 
 def _undo(settings: MigrateSettings, before: SchemaModel) -> tuple[list[str], list[str]]:

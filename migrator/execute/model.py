@@ -53,6 +53,11 @@ class MigrateSettings:
         schema: The checkpoint tables' schema (default: the connection's current schema).
         wait: Seconds to wait for another migrator (None: forever, 0: not at all).
         lock_timeout: Seconds one statement may wait for a table lock.
+        blocking_lock_timeout: Seconds a ``setup()`` statement whose lock request
+            queues the application's queries (``ALTER TABLE``, a plain ``CREATE
+            INDEX``) may wait for its lock (at most ``lock_timeout``); on a
+            timeout ``setup()`` is retried like any lock timeout. The longest an
+            application query waits behind such a request.
         statement_timeout: Seconds one statement may run.
         retries: Attempts after the first when a lock is in the way.
         backoff: First retry delay in seconds (doubles each time, at most 30 s).
@@ -73,6 +78,7 @@ class MigrateSettings:
     schema: str | None = None
     wait: float | None = 60.0
     lock_timeout: float = 5.0
+    blocking_lock_timeout: float = 1.0
     statement_timeout: float = 900.0
     retries: int = 5
     backoff: float = 1.0
