@@ -10,7 +10,9 @@ One provisioned local cluster (on disk), one generated database (``bench/generat
 - ``plan``: the whole ``plan --to current`` (introspection, the thread scan, the
   reference and rehearsal on the same server as ``--scratch-dsn``).
 
-Run: ``.venv/bin/python bench/bench_plan.py [--checkpoints 1000000] [--rounds 3]``.
+Run: ``.venv/bin/python bench/bench_plan.py [--checkpoints 1000000] [--rounds 3]``, or
+``--dsn DSN`` to measure a database ``bench/generate.py`` already filled (its server is
+the scratch server; generating 1 M checkpoints takes about 5 minutes).
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 HERE = Path(__file__).resolve().parent
 SEQ_SCAN_SQL = "SELECT count(*) FROM checkpoints"
@@ -55,7 +59,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--major", type=int, default=None)
     parser.add_argument("--workdir", default=None, help="where the cluster goes (on disk)")
+    parser.add_argument("--dsn", default=None, help="a database generate.py already filled")
     args = parser.parse_args()
+    if args.dsn:
+        measure(args.dsn, make_conninfo(args.dsn, dbname="postgres"), args.rounds, None)
+        return
 
     work = Path(tempfile.mkdtemp(prefix="lgm-bench-plan-", dir=args.workdir))
     work.chmod(0o755)  # the cluster may run as another user (when we are root)
@@ -64,59 +72,82 @@ def main() -> None:
     sys.path.insert(0, str(HERE))
     from generate import generate
 
-    from migrator import api
-    from migrator.plan.live import read_data
     from migrator.postgres import provision, scratch_database
 
     server = provision("local", args.major)
     try:
         with scratch_database(server) as dsn:
-            print(
-                f"machine: {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
-                f"Python {platform.python_version()}, PostgreSQL {server.major} (local cluster on "
-                f"disk); {dt.date.today().isoformat()}; median of {args.rounds} rounds"
-            )
             stats = generate(dsn, checkpoints=args.checkpoints, kb=args.kb, progress=lambda _: None)
-            with psycopg.connect(dsn) as conn:
-                size = conn.execute(
-                    "SELECT pg_total_relation_size('checkpoints'), "
-                    "pg_total_relation_size('checkpoint_writes')"
-                ).fetchone()
-            assert size is not None
-            print(
-                f"data: {stats.threads} threads, {stats.checkpoints} checkpoints, rows "
-                + ", ".join(f"{k} {v}" for k, v in stats.rows.items())
-                + f"; checkpoints {size[0] / 2**20:.0f} MiB, checkpoint_writes "
-                f"{size[1] / 2**20:.0f} MiB; generated in {stats.seconds:.0f}s"
-            )
-            seq_scan(dsn)  # warm the cache the same way for every measurement
-            api.plan(dsn, "current", scratch_dsn=server.dsn)  # warm: env, reference
-            runs: dict[str, list[float]] = {"seq scan": [], "thread scan": [], "plan": []}
-            groups = ()
-            for round_ in range(args.rounds):
-                order = list(runs) if round_ % 2 == 0 else list(reversed(runs))
-                for name in order:
-                    if name == "seq scan":
-                        runs[name].append(seq_scan(dsn))
-                    elif name == "thread scan":
-                        groups, seconds = read_data(dsn, "public")
-                        runs[name].append(seconds)
-                    else:
-                        started = time.perf_counter()
-                        plan = api.plan(dsn, "current", scratch_dsn=server.dsn)
-                        runs[name].append(time.perf_counter() - started)
-                        assert plan.data is not None
-            threads = sum(g.threads for g in groups)
-            base = statistics.median(runs["seq scan"])
-            print(f"thread scan saw {threads} threads")
-            print(f"{'operation':<14}{'seconds':>9}{'(min-max)':>16}{'vs seq scan':>13}")
-            for name, values in runs.items():
-                med = statistics.median(values)
-                span = f"({min(values):.2f}-{max(values):.2f})"
-                print(f"{name:<14}{med:>9.2f}{span:>16}{med / base:>12.2f}x")
+            measure(dsn, server.dsn, args.rounds, stats)
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(dsn: str, server_dsn: str, rounds: int, stats: Any) -> None:
+    """Print the data, then the three operations' median and range over ``rounds``."""
+    from migrator import api
+    from migrator.plan.live import read_data
+
+    with psycopg.connect(dsn) as conn:
+        major = int(conn.info.server_version) // 10000
+    print(
+        f"machine: {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, PostgreSQL {major} (local cluster on "
+        f"disk); {dt.date.today().isoformat()}; median of {rounds} rounds; "
+        f"load average {os.getloadavg()[0]:.1f} at the start"
+    )
+    with psycopg.connect(dsn) as conn:
+        size = conn.execute(
+            "SELECT pg_total_relation_size('checkpoints'), "
+            "pg_total_relation_size('checkpoint_writes'), "
+            "(SELECT count(*) FROM checkpoints)"
+        ).fetchone()
+    assert size is not None
+    made = (
+        f"{stats.threads} threads, {stats.checkpoints} checkpoints, rows "
+        + ", ".join(f"{k} {v}" for k, v in stats.rows.items())
+        + f"; generated in {stats.seconds:.0f}s"
+        if stats
+        else f"{size[2]} checkpoints (generated before this run)"
+    )
+    print(
+        f"data: {made}; checkpoints {size[0] / 2**20:.0f} MiB, checkpoint_writes "
+        f"{size[1] / 2**20:.0f} MiB"
+    )
+    seq_scan(dsn)  # warm the cache the same way for every measurement
+    plan = api.plan(dsn, "current", scratch_dsn=server_dsn)  # warm: env, reference
+    assert plan.data is not None
+    # what plan --to current (no --from) looks at
+    needs = plan.data.needs
+    runs: dict[str, list[float]] = {"seq scan": [], "thread scan": [], "plan": []}
+    groups: Any = ()
+    for round_ in range(rounds):
+        order = list(runs) if round_ % 2 == 0 else list(reversed(runs))
+        for name in order:
+            if name == "seq scan":
+                runs[name].append(seq_scan(dsn))
+            elif name == "thread scan":
+                groups, seconds = read_data(dsn, "public", needs)
+                runs[name].append(seconds)
+            else:
+                started = time.perf_counter()
+                plan = api.plan(dsn, "current", scratch_dsn=server_dsn)
+                runs[name].append(time.perf_counter() - started)
+                assert plan.data is not None
+    threads = sum(g.threads for g in groups)
+    base = statistics.median(runs["seq scan"])
+    print(f"thread scan saw {threads} threads; looked at {needs.checked()}")
+    print(f"{'operation':<14}{'seconds':>9}{'(min-max)':>16}{'vs seq scan':>13}")
+    for name, values in runs.items():
+        med = statistics.median(values)
+        span = f"({min(values):.2f}-{max(values):.2f})"
+        print(f"{name:<14}{med:>9.2f}{span:>16}{med / base:>12.2f}x")
+    ratios = [t / s for t, s in zip(runs["thread scan"], runs["seq scan"], strict=True)]
+    print(
+        f"thread scan / seq scan, round by round: median {statistics.median(ratios):.2f}x "
+        f"(min {min(ratios):.2f}, max {max(ratios):.2f})"
+    )
 
 
 if __name__ == "__main__":
