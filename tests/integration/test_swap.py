@@ -7,12 +7,15 @@ table's lock for as long as the swap waited for the next one.
 
 from __future__ import annotations
 
+import queue
+import socket
 import threading
 import time
 from collections.abc import Iterator
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from migrator.errors import LockTimeoutError
 from migrator.postgres import Server, scratch_database
@@ -90,3 +93,106 @@ def test_swap_gives_up_without_changing_anything(two_schemas: str) -> None:
     assert _count(two_schemas, "public.checkpoints") == 1
     with psycopg.connect(two_schemas, autocommit=True) as conn:
         assert conn.execute("SELECT to_regnamespace('old_3')").fetchone() == (None,)
+
+
+class _SlowLink:
+    """A TCP proxy to the server that delays every client-to-server chunk by ``delay``.
+
+    Chunks keep their order and are not delayed behind each other: a client that
+    pipelines its statements pays the delay once, one that waits for each answer
+    pays it per statement (what a busy client host or a remote link does).
+    """
+
+    def __init__(self, dsn: str, delay: float) -> None:
+        info = conninfo_to_dict(dsn)
+        self.target = (str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432))
+        self.delay = delay
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.dsn = make_conninfo(dsn, host="127.0.0.1", port=self.listener.getsockname()[1])
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.target[0].startswith("/"):
+                server = socket.socket(socket.AF_UNIX)
+                server.connect(f"{self.target[0]}/.s.PGSQL.{self.target[1]}")
+            else:
+                server = socket.create_connection(self.target)
+            chunks: queue.Queue[tuple[float, bytes]] = queue.Queue()
+            threading.Thread(target=self._read, args=(client, chunks), daemon=True).start()
+            threading.Thread(target=self._send, args=(chunks, server), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client), daemon=True).start()
+
+    def _read(self, src: socket.socket, chunks: queue.Queue[tuple[float, bytes]]) -> None:
+        while data := self._recv(src):
+            chunks.put((time.monotonic() + self.delay, data))
+        chunks.put((0.0, b""))
+
+    def _send(self, chunks: queue.Queue[tuple[float, bytes]], dst: socket.socket) -> None:
+        while True:
+            due, data = chunks.get()
+            if not data:
+                dst.close()
+                return
+            time.sleep(max(0.0, due - time.monotonic()))
+            dst.sendall(data)
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        while data := self._recv(src):
+            dst.sendall(data)
+        dst.close()
+
+    @staticmethod
+    def _recv(sock: socket.socket) -> bytes:
+        try:
+            return sock.recv(1 << 16)
+        except OSError:
+            return b""
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_swap_window_is_one_round_trip_not_one_per_statement(two_schemas: str) -> None:
+    """From the lock request to the commit the server never waits for the client.
+
+    Before, the swap sent its lock, each move, the drop and the commit one after
+    the other, each waiting for the previous answer: on a client slowed down by
+    CPU contention (or a remote link) the tables stayed locked, and the
+    application's queries queued, for a round trip per statement (10 here).
+    """
+    delay = 0.1
+    link = _SlowLink(two_schemas, delay)
+    waits: list[float] = []
+    stop = threading.Event()
+
+    def writer() -> None:  # the application, on a direct connection
+        with psycopg.connect(two_schemas, autocommit=True) as conn:
+            while not stop.is_set():
+                t0 = time.monotonic()
+                conn.execute("INSERT INTO checkpoints VALUES (7)")
+                waits.append(time.monotonic() - t0)
+                time.sleep(0.005)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        time.sleep(0.2)
+        result = swap_tables(link.dsn, "shadow", "public", "old_4", TABLES)
+    finally:
+        stop.set()
+        thread.join()
+        link.close()
+    assert result.attempts == 1
+    assert sorted(result.moved_in) == sorted(TABLES[1:])
+    # One delayed trip to the server (plus the answer), not ten.
+    assert result.blocked_s < 3 * delay, result.summary()
+    assert max(waits) < 3 * delay, f"a writer waited {max(waits):.2f}s behind the swap"
+    assert result.waited_s < delay  # the server's own clock: no lock was in the way
+    # Every acknowledged insert is in the old table (before the swap) or the new one.
+    moved = _count(two_schemas, "old_4.checkpoints") + _count(two_schemas, "public.checkpoints")
+    assert moved == 1 + 2 + len(waits)
