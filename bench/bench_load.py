@@ -24,6 +24,13 @@ latency per phase, the number of failed puts, the number of puts that waited
 longer than migrate's ``lock_timeout``, and the swap's blocking window as
 ``migrate`` reported it.
 
+Below the table, per migrate phase, what the time went to: the puts slower than
+the baseline's p99 grouped by the migrate step (its progress lines) they started
+in; what the writers' sessions were seen waiting for (``pg_stat_activity``
+polled every 20 ms: ``Lock`` waits name the blocking statement); and the CPU
+seconds migrate and its workers used (``RUSAGE_CHILDREN``; the server's work
+is not in it). ``--tool-nice N`` passes ``--nice N`` to migrate, to compare.
+
 Run: ``.venv/bin/python bench/bench_load.py [--checkpoints 20000] [--writers 8]
 [--rate 20] [--baseline 20] [--lock-timeout 5] [--skip-fallback]`` (``make bench-load``).
 """
@@ -34,6 +41,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -75,6 +83,15 @@ TO_1_0_0_SQL = (
 )
 PRESENT_SQL = "SELECT checkpoint_id FROM checkpoints WHERE checkpoint_id = ANY(%s)"
 SWAP_RE = re.compile(r"swap: .*")
+#: The writers' sessions that are waiting for something right now, and who blocks them.
+WAITING_SQL = """
+SELECT a.wait_event_type, a.wait_event, extract(epoch FROM now() - a.query_start) AS waited,
+       (SELECT string_agg(coalesce(b.application_name, '') || ': ' || left(b.query, 60), ' | ')
+        FROM pg_stat_activity b WHERE b.pid = ANY(pg_blocking_pids(a.pid))) AS blockers
+FROM pg_stat_activity a
+WHERE a.application_name = 'bench-load-writer' AND a.state = 'active'
+  AND a.wait_event_type IS NOT NULL AND a.wait_event_type <> 'Client'
+"""
 
 
 class JsonBlobSerde(JsonPlusSerializer):
@@ -184,6 +201,62 @@ class Load:
 
 
 @dataclass
+class Sampler:
+    """Polls ``pg_stat_activity`` for the writers' sessions that wait (lock, I/O, LWLock).
+
+    One autocommit connection, one query per ``interval``; the writers' own
+    latency is what the table measures, this only says what they waited for.
+    """
+
+    dsn: str
+    interval: float = 0.02
+    waits: dict[str, int] = field(default_factory=dict)
+    lock_blockers: dict[str, int] = field(default_factory=dict)
+    longest_lock_wait: float = 0.0
+    polls: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _poll(self) -> None:
+        with psycopg.connect(self.dsn, autocommit=True, application_name="bench-load-sampler") as c:
+            while not self._stop.wait(self.interval):
+                self.polls += 1
+                for kind, event, waited, blockers in c.execute(WAITING_SQL).fetchall():
+                    key = f"{kind}:{event}"
+                    self.waits[key] = self.waits.get(key, 0) + 1
+                    if kind == "Lock":
+                        self.longest_lock_wait = max(self.longest_lock_wait, float(waited or 0))
+                        who = blockers or "?"
+                        self.lock_blockers[who] = self.lock_blockers.get(who, 0) + 1
+
+    def summary(self) -> str:
+        if not self.waits:
+            return f"no writer seen waiting in {self.polls} polls"
+        top = sorted(self.waits.items(), key=lambda kv: -kv[1])[:4]
+        text = f"writers seen waiting in {self.polls} polls: " + ", ".join(
+            f"{k} x{n}" for k, n in top
+        )
+        if self.lock_blockers:
+            text += f"; longest lock wait seen {self.longest_lock_wait * 1000:.0f} ms, behind " + (
+                "; ".join(
+                    f"[{k}] x{n}"
+                    for k, n in sorted(self.lock_blockers.items(), key=lambda kv: -kv[1])[:3]
+                )
+            )
+        return text
+
+
+@dataclass
 class Phase:
     name: str
     seconds: float
@@ -193,6 +266,26 @@ class Phase:
     swap: list[str] = field(default_factory=list)
     started: float = 0.0
     lost_window: tuple[float, float] | None = None
+    #: (seconds after start, message) of migrate's progress lines: its phases.
+    steps: list[tuple[float, str]] = field(default_factory=list)
+    sampler: Sampler | None = None
+    cpu: float | None = None  # CPU seconds of migrate and its workers (RUSAGE_CHILDREN)
+
+    def slow_by_step(self, threshold: float) -> list[tuple[str, int, float]]:
+        """Puts slower than ``threshold``, grouped by the migrate step they started in."""
+        groups: dict[str, tuple[int, float]] = {}
+        for s in self.samples:
+            if s.error is not None or s.seconds <= threshold:
+                continue
+            at = s.started - self.started
+            name = "CLI start-up"
+            for when, message in self.steps:
+                if when <= at:
+                    name = message
+            name = re.sub(r" (of|on|into) .*", "", name)[:48]
+            n, worst = groups.get(name, (0, 0.0))
+            groups[name] = (n + 1, max(worst, s.seconds))
+        return sorted(((k, n, w) for k, (n, w) in groups.items()), key=lambda g: -g[1])
 
     def row(self, lock_timeout: float) -> str:
         ok = sorted(s.seconds for s in self.samples if s.error is None)
@@ -218,8 +311,12 @@ HEADER = (
 def _cli_under_load(load: Load, args: list[str], cwd: Path) -> tuple[Phase, list[str]]:
     """Run the CLI while ``load`` writes; returns the phase and the CLI's output lines."""
     lines: list[str] = []
+    steps: list[tuple[float, str]] = []
     load.start()
+    sampler = Sampler(load.dsn)
     time.sleep(2.0)  # the writers are warm before migrate starts
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    sampler.start()
     start = time.monotonic()
     proc = subprocess.Popen(
         [*CLI, *args],
@@ -231,15 +328,25 @@ def _cli_under_load(load: Load, args: list[str], cwd: Path) -> tuple[Phase, list
     )
     assert proc.stdout is not None
     for line in proc.stdout:
-        lines.append(f"{time.monotonic() - start:7.2f}s {line.rstrip()}")
+        at = time.monotonic() - start
+        lines.append(f"{at:7.2f}s {line.rstrip()}")
+        if line.startswith("… "):
+            steps.append((at, line[2:].strip()))
     code = proc.wait()
     end = time.monotonic()
+    sampler.stop()
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
     time.sleep(2.0)
     load.stop()
-    return Phase("", end - start, load.window(start, end), exit_code=code, started=start), lines
+    phase = Phase("", end - start, load.window(start, end), exit_code=code, started=start)
+    phase.steps, phase.sampler, phase.cpu = steps, sampler, cpu
+    return phase, lines
 
 
-def _migrate_args(dsn: str, server: Server, work: Path, lock_timeout: float) -> list[str]:
+def _migrate_args(
+    dsn: str, server: Server, work: Path, lock_timeout: float, nice: int | None = None
+) -> list[str]:
     return [
         "migrate",
         "--dsn",
@@ -250,6 +357,7 @@ def _migrate_args(dsn: str, server: Server, work: Path, lock_timeout: float) -> 
         str(work / f"backups-{uuid.uuid4().hex[:6]}"),
         "--lock-timeout",
         f"{lock_timeout:g}",
+        *([] if nice is None else ["--nice", str(nice)]),
         "--fallback",
         "none",
     ]
@@ -284,7 +392,7 @@ def _in_place(server: Server, args: argparse.Namespace, work: Path) -> list[Phas
         load.stop()
         baseline = Phase("baseline (no migrate)", end - start, load.window(start, end))
         phase, lines = _cli_under_load(
-            load, _migrate_args(dsn, server, work, args.lock_timeout), work
+            load, _migrate_args(dsn, server, work, args.lock_timeout, args.tool_nice), work
         )
         phase.name = "migrate in place"
         if phase.exit_code != 0 or args.verbose:
@@ -307,7 +415,7 @@ def _fallback(server: Server, args: argparse.Namespace, work: Path) -> Phase:
         if seeded.returncode != 0:
             raise SystemExit(f"canary seed failed: {seeded.stdout[-2000:]}{seeded.stderr[-2000:]}")
         load = Load(dsn, args.writers, args.rate, serde=args.fallback_serde)
-        migrate = _migrate_args(dsn, server, work, args.lock_timeout)
+        migrate = _migrate_args(dsn, server, work, args.lock_timeout, args.tool_nice)
         migrate[-1] = "dump-restore"
         phase, lines = _cli_under_load(load, [*migrate, "--from", SPEC_100], work)
         phase.name = "migrate --fallback"
@@ -350,6 +458,11 @@ def main() -> None:
         help="blob format of the writers in the fallback phase (msgpack: the new default, "
         "which the 1.0.0 dump cannot read)",
     )
+    parser.add_argument(
+        "--tool-nice",
+        type=int,
+        help="pass --nice N to migrate (default: migrate's own default), to compare",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="print migrate's output")
     args = parser.parse_args()
     started = time.monotonic()
@@ -372,8 +485,22 @@ def main() -> None:
     for phase in phases[1:]:
         ok = sorted(s.seconds for s in phase.samples if s.error is None)
         if ok and ok_base:
-            ratio = ok[int(len(ok) * 0.99)] / ok_base[int(len(ok_base) * 0.99)]
+            base_p99 = ok_base[int(len(ok_base) * 0.99)]
+            ratio = ok[int(len(ok) * 0.99)] / base_p99
             print(f"{phase.name}: p99 {ratio:.2f}x baseline")
+            slow = phase.slow_by_step(base_p99)
+            if slow:
+                total = sum(n for _, n, _ in slow)
+                print(
+                    f"  {phase.name}: {total} of {len(ok)} puts ({100 * total / len(ok):.1f} %;"
+                    f" baseline 1 %) slower than the baseline p99 ({base_p99 * 1000:.1f} ms),"
+                    " by migrate step: "
+                    + "; ".join(f"{name} {n} (max {w * 1000:.0f} ms)" for name, n, w in slow[:6])
+                )
+        if phase.sampler is not None:
+            print(f"  {phase.name}: {phase.sampler.summary()}")
+        if phase.cpu is not None:
+            print(f"  {phase.name}: migrate and its workers used {phase.cpu:.1f}s of CPU")
         errors = sorted({s.error for s in phase.samples if s.error})
         for error in errors[:5]:
             print(f"  {phase.name} failed put: {error}")
