@@ -90,6 +90,11 @@ def _synthetic() -> list[Report]:
         notes=("new setup(): ledger v8 -> v9",),
     )
     empty = Report(command="verify", checks=())
+    # A plan finding in a gate report (the schema step names P- ids; found by a real run).
+    plan_ids = Report(
+        command="upgrade-check",
+        checks=(Check("schema", "fail", "migrate would refuse", hazards=("P-LEDGER-AHEAD",)),),
+    )
     # Only the required difference keys: other commands may report leaner differences.
     lean = Report(
         command="plan",
@@ -109,7 +114,7 @@ def _synthetic() -> list[Report]:
             ),
         ),
     )
-    return [full, empty, lean]
+    return [full, empty, lean, plan_ids]
 
 
 def test_docs_copy_is_identical_to_the_packaged_schema():
@@ -221,7 +226,7 @@ def test_real_upgrade_check_report_validates(pg_default, tmp_path):
 
 
 def _targets_report() -> TargetsReport:
-    full, empty, _lean = _synthetic()
+    full, empty, *_ = _synthetic()
     broken = Report("upgrade-check", (Check("target", "fail", "not checked (exit 3): no env"),))
     return TargetsReport(
         "upgrade-check",
