@@ -144,7 +144,7 @@ def test_schema_names_exactly_the_keys_to_dict_writes():
     assert set(_difference()) == set(schema["$defs"]["difference"]["properties"])
 
 
-@pytest.mark.parametrize("index", [0, 1, 2], ids=["full", "empty", "lean"])
+@pytest.mark.parametrize("index", [0, 1, 2, 3], ids=["full", "empty", "lean", "plan-ids"])
 def test_synthetic_reports_validate(index, tmp_path):
     report = _synthetic()[index]
     path = tmp_path / "report.json"
@@ -181,7 +181,7 @@ def _junit_schema() -> xmlschema.XMLSchema:
     return xmlschema.XMLSchema(str(JUNIT_XSD))
 
 
-@pytest.mark.parametrize("index", [0, 1, 2], ids=["full", "empty", "lean"])
+@pytest.mark.parametrize("index", [0, 1, 2, 3], ids=["full", "empty", "lean", "plan-ids"])
 def test_junit_output_validates_against_the_junit_xsd(index, tmp_path):
     path = tmp_path / "report.xml"
     write_junit(_synthetic()[index], path)
