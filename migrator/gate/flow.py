@@ -415,6 +415,16 @@ def _check_target(
         else:
             compared += [t for t in threads if t["thread_id"] == r["thread_id"]]
     checks += diff_checks("resume", resume_diff, compared)
+    checks += [
+        Check(
+            check="resume",
+            status="skip",
+            summary="not resumed: a real thread's nodes may have side effects (your services, "
+            "tools, payments); drift compared its values, next, tasks and interrupts",
+            thread_id=tid,
+        )
+        for tid in settings.threads
+    ]
 
     broken = [c for c in checks if c.check in ("drift", "resume") and c.status == "fail"]
     if broken and fallback_db is not None:
@@ -445,9 +455,8 @@ def _check_target(
         "rolling back the app breaks it",
     )
 
-    notes = [
-        f"new setup(): ledger v{setup_new.get('ledger_before')} -> v{setup_new.get('ledger_after')}"
-    ]
+    before_v, after_v = setup_new.get("ledger_before"), setup_new.get("ledger_after")
+    notes = [f"new setup(): ledger v{before_v} -> v{after_v}"] if after_v is not None else []
     if any(c.check.startswith("fallback-") for c in checks):
         cured = all(c.status == "pass" for c in checks if c.check.startswith("fallback-"))
         notes.append(

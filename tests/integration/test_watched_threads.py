@@ -59,8 +59,11 @@ def test_watched_thread_is_checked_and_source_untouched(pg_default, app_database
         )
     )
     watched = [c for c in report.checks if c.thread_id == "app-thread-1"]
-    assert {c.check for c in watched} == {"drift", "rolling-deploy", "rollback"}
-    assert all(c.status == "pass" for c in watched), [c.to_dict() for c in watched]
+    assert {c.check for c in watched} == {"drift", "rolling-deploy", "rollback", "resume"}
+    (resume,) = [c for c in watched if c.check == "resume"]  # says why, not a blank cell
+    assert resume.status == "skip" and resume.summary.startswith("not resumed: ")
+    checked = [c for c in watched if c.check != "resume"]
+    assert all(c.status == "pass" for c in checked), [c.to_dict() for c in checked]
     assert _table_counts(app_database) == before
 
 
