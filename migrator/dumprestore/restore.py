@@ -44,6 +44,7 @@ from migrator.dumprestore.manifest import (
     swap_refusal,
 )
 from migrator.errors import (
+    AppCodeError,
     ConfigError,
     ConnectError,
     MigrationError,
@@ -416,6 +417,8 @@ def _run_restore(
         )
     except WorkerError as exc:
         where = "" if shadow is None else "; the shadow schema was dropped, live tables untouched"
+        if isinstance(exc, AppCodeError):  # the app's key or code: exit 2, with its own hint
+            raise ConfigError(f"restore refused: {exc.message}{where}.", hint=exc.hint) from exc
         if exc.kind in _CONFIG_KINDS or (
             exc.kind == "TransformError" and "cannot import" in exc.message
         ):

@@ -275,3 +275,26 @@ def test_gate_reads_copied_encrypted_threads_through_the_apps_serde(
     wrong = _cli(secrets.token_hex(16), *args, "--json", str(tmp_path / "w.json"), *APP_FLAGS)
     assert wrong.returncode == 2, wrong.stdout[-3000:] + wrong.stderr[-3000:]
     assert KEY_ENV in wrong.stdout + wrong.stderr
+
+
+def test_restore_with_the_wrong_key_is_exit_2_naming_the_variable(
+    enc_db: str, pg_default: Server, key: str, tmp_path: Path
+) -> None:
+    """It was exit 5 with the hint "fix the transform or the data" (new-user trial)."""
+    out = tmp_path / "good.lgdump"
+    proc = _cli(key, "dump", "--dsn", enc_db, "--from", OLD, "--out", str(out), *APP_FLAGS)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    wrong = secrets.token_hex(16)
+    with scratch_database(pg_default) as target:
+        allow = [a for t in APP_TYPES for a in ("--allow-type", t)]
+        proc = _cli(
+            wrong, "restore", "--dsn", target, str(out), "--to", "current", *allow, *APP_FLAGS
+        )
+        assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
+        error = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+        assert len(error) == 1 and KEY_ENV in error[0], proc.stderr[-3000:]
+        assert "worker op" not in error[0]  # the cause first, not the tool's plumbing
+        assert "fix the transform" not in proc.stderr
+        with psycopg.connect(target) as conn:  # nothing restored: not even the tables
+            assert conn.execute("SELECT to_regclass('checkpoint_blobs')").fetchone() == (None,)
+        _no_secret(proc.stdout, proc.stderr)
