@@ -141,6 +141,14 @@ def plan_cmd(
     metavar="SPEC",
     help="Version set that wrote the data (needed by --fallback dump-restore).",
 )
+@click.option(
+    "--accept-hazard",
+    "accept_hazards",
+    multiple=True,
+    metavar="ID",
+    help="A data hazard you accept for the stored threads it reaches (repeatable, e.g. "
+    "H-TASK-ID): without it, threads at risk that nothing proves stop migrate.",
+)
 @click.option("--dry-run", is_flag=True, help="Only plan (same as `plan`).")
 @click.option(
     "--conformance",
@@ -165,6 +173,7 @@ def migrate_cmd(
     backup_dir: Path | None,
     fallback: str | None,
     from_spec: str | None,
+    accept_hazards: tuple[str, ...],
     dry_run: bool,
     conformance: bool,
     json_out: Path | None,
@@ -176,14 +185,18 @@ def migrate_cmd(
     One migrator at a time (advisory lock) -> plan -> backup -> setup() of the target
     with lock_timeout/statement_timeout and retries -> repair what differs from the
     reference schema -> verify canaries -> (breaking drift: the dump/restore fallback,
-    then verify again) -> record the run. Exit 0 done, 1 unsafe plan or breaking drift
-    without the fallback (undone), 2 usage, 3 database, 4 lock not acquired (safe to
-    retry), 5 failed and undone or restored (the message says what state the database
-    is in). With --conformance, a failed suite is exit 1 (the migration stays done).
+    then verify again) -> record the run. Stored threads a breaking data hazard
+    reaches (plan's blast radius), with no canary to prove them, stop migrate before
+    it changes anything, unless --fallback dump-restore cures them or --accept-hazard
+    accepts the risk. Exit 0 done, 1 unsafe plan or breaking drift without the
+    fallback (undone), 2 usage, 3 database, 4 lock not acquired (safe to retry),
+    5 failed and undone or restored (the message says what state the database is
+    in). With --conformance, a failed suite is exit 1 (the migration stays done).
     """
     from migrator import report as reports
     from migrator.errors import ConfigError
     from migrator.execute import MigrateSettings, backup_hook
+    from migrator.plan import check_hazard_ids
 
     if dry_run:
         result = api.plan(
@@ -208,6 +221,7 @@ def migrate_cmd(
         nice=nice,
         from_spec=from_spec,
         fallback=fallback or ("ask" if sys.stdin.isatty() and sys.stdout.isatty() else "none"),
+        accept_hazards=check_hazard_ids(accept_hazards),
     )
     if no_backup and backup_dir is not None:
         raise ConfigError(

@@ -37,6 +37,7 @@ from migrator.plan import (
     statement_locks,
     undo_statements,
 )
+from migrator.plan.blast import Reach
 from migrator.report import Check, Report, Status
 from migrator.schema import SchemaModel, diff_schemas
 from migrator.worker.faults import pause_point
@@ -313,46 +314,124 @@ def _verify(run: _Run, env: envs.VersionEnv, settings: MigrateSettings) -> None:
         )
 
 
-def _unproven_data_hazards(run: _Run, plan: Plan) -> None:
-    """Stored threads a breaking data hazard reaches, with no canary to prove them safe.
+def _unproven_reaches(run: _Run, plan: Plan) -> list[Reach]:
+    """The breaking data hazards reaching stored threads that the operator did not accept."""
+    data = plan.data
+    if data is None or data.at_risk == 0:
+        return []
+    accepted = set(run.settings.accept_hazards)
+    return [r for r in data.reaches if r.breaking and r.threads and r.hazard not in accepted]
 
-    Canaries seeded by the old version show H-TASK-ID and its kin as drift, which
-    sends ``migrate`` to the fallback. Without any (nothing seeded), the plan's
-    blast radius is all there is. With ``--fallback dump-restore`` the user asked
-    for the cure: the threads at risk count as drift, so the fallback runs instead
-    of a PASS that leaves them broken. Without it, the in-place result stands and
-    a warning says how to cure them (``plan`` already reported UNSAFE).
+
+def _distinct(plan: Plan, reaches: list[Reach]) -> int:
+    """Threads the reaches cover (a thread sits in one group; hazards overlap)."""
+    assert plan.data is not None
+    groups = {i for r in reaches for i in r.groups}
+    return sum(plan.data.groups[i].threads for i in groups)
+
+
+def _reach_text(plan: Plan, reaches: list[Reach]) -> str:
+    """``H-TASK-ID: 2 thread(s) (order-1, return-1); ...``, one entry per hazard."""
+    parts = []
+    for hazard in dict.fromkeys(r.hazard for r in reaches):
+        mine = [r for r in reaches if r.hazard == hazard]
+        ids = sorted({t for r in mine for t in r.thread_ids})
+        count = _distinct(plan, mine)
+        shown = ", ".join(ids[:3]) + (", ..." if count > 3 else "")
+        parts.append(f"{hazard}: {count} thread(s) ({shown})")
+    return "; ".join(parts)
+
+
+def _seeded_canaries(dsn: str) -> int:
+    list_canaries = _optional("migrator.ledger", "list_canaries")
+    if list_canaries is None:
+        return 0
+    try:
+        return len(list_canaries(dsn))
+    except MigratorError:
+        return 0  # no ledger yet: nothing seeded
+
+
+def refuse_unproven(run: _Run, plan: Plan, *, can_ask: bool) -> VerificationError | None:
+    """Refuse before anything changes when the in-place upgrade would leave threads broken.
+
+    The plan counts the stored threads a breaking data hazard reaches. Canaries seeded
+    by the old version make verification judge them after ``setup()`` (and send the
+    run to the fallback on drift); without any, nothing would: the in-place result
+    would PASS and leave those threads to be resumed wrongly. So unless the fallback
+    will cure them (``--fallback dump-restore``, or asked on a terminal with
+    ``--from``) or the operator accepts the hazard, migrate stops here (exit 1,
+    nothing changed) and says how to go on.
+
+    Returns:
+        The error to exit with, or None to go on.
+    """
+    settings = run.settings
+    accepted = [
+        r
+        for r in (plan.data.reaches if plan.data else ())
+        if r.breaking and r.threads and r.hazard in settings.accept_hazards
+    ]
+    if accepted:
+        run.notes.append(
+            "accepted with --accept-hazard (the threads stay as the in-place upgrade leaves "
+            "them): " + _reach_text(plan, accepted)
+        )
+    reaches = _unproven_reaches(run, plan)
+    if not reaches:
+        return None
+    if settings.fallback == "dump-restore":
+        return None
+    if settings.fallback == "ask" and can_ask and settings.from_spec:
+        return None
+    seeded = _seeded_canaries(settings.dsn)
+    if seeded:
+        return None  # verification judges them; drift goes to the fallback or is undone
+    spec = settings.from_spec or "SPEC"
+    ids = " ".join(f"--accept-hazard {h}" for h in dict.fromkeys(r.hazard for r in reaches))
+    summary = (
+        f"{_distinct(plan, reaches)} stored thread(s) are at risk "
+        f"({_reach_text(plan, reaches)}) and nothing would prove the in-place upgrade "
+        "safe for them (no canary is seeded)"
+    )
+    run.checks.append(Check("preflight", "fail", summary, hazards=tuple(r.hazard for r in reaches)))
+    return VerificationError(
+        f"{summary}. Nothing was changed.",
+        hint=f"cure them: `langgraph-migrator migrate --from {spec} --fallback dump-restore`; "
+        f"prove them: `langgraph-migrator upgrade-check --from {spec} --threads-from DSN "
+        f"--thread ID`; or accept the risk: {ids}",
+    )
+
+
+def _unproven_data_hazards(run: _Run, plan: Plan) -> None:
+    """Stored threads a breaking data hazard reaches, with no canary verified to judge them.
+
+    :func:`refuse_unproven` already stopped a run that nothing would cure. Here the
+    cure was asked for (``--fallback dump-restore``, or ``ask`` on a terminal): the
+    threads at risk count as drift, so the fallback runs (or is offered) instead of
+    a PASS that leaves them broken.
 
     Raises:
-        DriftError: threads at risk, no canary verified, and the fallback asked for.
+        DriftError: threads at risk, no canary verified, and the fallback possible.
     """
     verified = [c for c in run.checks if c.check == "verify" and c.status != "skip"]
-    data = plan.data
-    if verified or data is None or data.at_risk == 0:
+    reaches = _unproven_reaches(run, plan)
+    if verified or not reaches:
         return
-    reaches = [r for r in data.reaches if r.breaking and r.threads]
-    named = "; ".join(
-        f"{r.hazard}: {r.threads} thread(s) ({', '.join(r.thread_ids[:3])})" for r in reaches
-    )
+    at_risk = _distinct(plan, reaches)
+    named = _reach_text(plan, reaches)
     summary = (
-        f"no canary was verified, and the plan found {data.at_risk} stored thread(s) "
+        f"no canary was verified, and the plan found {at_risk} stored thread(s) "
         f"a breaking data hazard reaches: {named}"
     )
-    if run.settings.fallback != "dump-restore":
-        run.checks.append(Check("verify", "warn", summary))
-        run.notes.append(
-            f"{data.at_risk} stored thread(s) at risk stay as the in-place upgrade left them; "
-            "cure them with `langgraph-migrator migrate --from SPEC --fallback dump-restore` "
-            "(or seed canaries before migrating so that verification can judge them)"
-        )
-        return
     check = Check("verify", "fail", summary)
     run.checks.append(check)
     raise DriftError(
-        f"{data.at_risk} stored thread(s) are at risk ({named}) and no canary proves "
-        "the in-place upgrade safe for them.",
+        f"{at_risk} stored thread(s) are at risk ({named}) and no canary "
+        "proves the in-place upgrade safe for them.",
         [check],
         unproven=True,
+        at_risk=named,
     )
 
 

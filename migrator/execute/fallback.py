@@ -215,11 +215,12 @@ def _fallback(
         _fallback_failed(run, outcome, backup_path, before, kept, f"{type(exc).__name__}: {exc}")
         return
     run.timings["fallback"] = time.monotonic() - t0
-    cured = _fallback_checks(run, drift, again)
+    cured = _fallback_checks(run, drift, again, len(result.threads))
     if cured:
         outcome.applied = True
+        done = "ran (not proven: see above)" if drift.unproven else "cured every drift"
         run.notes.append(
-            f"the dump/restore fallback cured every drift; old tables kept in schema(s) "
+            f"the dump/restore fallback {done}; old tables kept in schema(s) "
             f"{', '.join(kept)} (drop them with `langgraph-migrator cleanup`)"
         )
         _record(run, plan, outcome)
@@ -260,8 +261,44 @@ def _fallback_schema(run: _Run, env: envs.VersionEnv, plan: Plan) -> None:
         )
 
 
-def _fallback_checks(run: _Run, drift: DriftError, again: Report) -> bool:
+def _unproven_cure(run: _Run, drift: DriftError, threads: int) -> bool:
+    """The fallback's verdict when no golden exists: what was done, and that nothing proved it.
+
+    The threads at risk came from the plan, not from drift against goldens; with no
+    golden there is nothing to compare the restored threads with. Claiming "cured"
+    would be a guess, so the check says what was applied and how to prove it, as a
+    warning (the run goes on: the operator asked for the fallback).
+    """
+    spec = run.settings.from_spec or "SPEC"
+    summary = (
+        f"dump/restore (task-id transform) rewrote {threads} thread(s), among them those "
+        f"at risk ({drift.at_risk}); not proven: no golden to compare with (no canary seeded)"
+    )
+    run.checks.append(Check("fallback", "warn", summary, details={"cured": None}))
+    run.checks[:] = [
+        Check(
+            c.check,
+            "warn",
+            f"{c.summary} (in place); the dump/restore fallback ran instead",
+            hazards=c.hazards,
+            details=c.details,
+        )
+        if c.check == "verify" and c.status == "fail"
+        else c
+        for c in run.checks
+    ]
+    run.notes.append(
+        "prove the restored threads before the app resumes them: "
+        f"`langgraph-migrator upgrade-check --from {spec} --threads-from DSN --thread ID` "
+        "(on a copy), or seed canaries before the next migrate"
+    )
+    return True
+
+
+def _fallback_checks(run: _Run, drift: DriftError, again: Report, threads: int = 0) -> bool:
     """One ``fallback`` check per golden thread; in-place failures it cured become warnings."""
+    if drift.unproven:
+        return _unproven_cure(run, drift, threads)
     failed_keys = {(c.canary, c.thread_id) for c in drift.failed}
     after = {(c.canary, c.thread_id): c for c in again.checks}
     cured_all = True

@@ -64,6 +64,8 @@ class MigrateSettings:
         worker_timeout: Seconds a worker step may take.
         from_spec: The version set that wrote the data (needed by the fallback).
         fallback: After breaking drift: ``dump-restore``, ``none`` or ``ask``.
+        accept_hazards: Data hazards the operator accepts (``--accept-hazard``): the
+            stored threads they reach do not stop the run.
         nice: CPU nice value for the rest of the run, applied to the calling
             thread (and so to the backup's threads and every worker started
             after it; :mod:`migrator.worker.priority`). 0 leaves it; the CLI
@@ -85,15 +87,20 @@ class MigrateSettings:
     worker_timeout: float = 900.0
     from_spec: str | None = None
     fallback: str = "none"
+    accept_hazards: tuple[str, ...] = ()
     nice: int = 0
 
 
 class DriftError(VerificationError):
     """Breaking drift against the goldens after the in-place migration."""
 
-    def __init__(self, message: str, failed: list[Check], *, unproven: bool = False) -> None:
+    def __init__(
+        self, message: str, failed: list[Check], *, unproven: bool = False, at_risk: str = ""
+    ) -> None:
         super().__init__(message)
         self.failed = failed
+        #: With ``unproven``: the threads at risk by hazard (``H-TASK-ID: 2 thread(s) (...)``).
+        self.at_risk = at_risk
         #: From the plan's data hazards, with no canary to judge a cure by.
         self.unproven = unproven
 

@@ -19,6 +19,7 @@ from migrator.execute.apply import (
     _report,
     _undo_after_failure,
     _wait_for_locks,
+    refuse_unproven,
 )
 from migrator.execute.fallback import (
     _check_fallback_settings,
@@ -114,6 +115,12 @@ def migrate(
                 + ". Nothing was changed.",
                 hint="; ".join(h.fix for h in plan.blocking),
             )
+            outcome.state = "unchanged"
+            outcome.report = agree(_report(run, plan, started), outcome.error)
+            return outcome
+        refusal = refuse_unproven(run, plan, can_ask=confirm is not None)
+        if refusal is not None:
+            outcome.error = refusal
             outcome.state = "unchanged"
             outcome.report = agree(_report(run, plan, started), outcome.error)
             return outcome

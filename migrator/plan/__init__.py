@@ -26,6 +26,7 @@ pooler in between (``P-POOLER``, warning).
 
 from __future__ import annotations
 
+from migrator.plan.accept import check_hazard_ids
 from migrator.plan.hazards import build_plan
 from migrator.plan.live import (
     _REFERENCES,
@@ -63,6 +64,7 @@ from migrator.plan.statements import (
 )
 
 __all__ = [
+    "check_hazard_ids",
     "ALREADY_EXISTS",
     "LOCK_CONFLICTS",
     "LOCK_MODES",

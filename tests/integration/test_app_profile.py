@@ -23,6 +23,7 @@ from migrator.cli import main
 from migrator.compare import compare_snapshots
 from migrator.postgres import Server, scratch_database
 from tests.integration.orderbot import run_orderbot
+from tests.integration.test_plan import catalog_state
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -340,15 +341,21 @@ def test_a_typo_in_a_graph_is_exit_2_naming_it_not_a_silent_skip(
     assert not out.exists()
 
 
-@pytest.mark.parametrize("fallback", ["none", "dump-restore"])
+@pytest.mark.parametrize("fallback", ["none", "accept", "dump-restore"])
 def test_migrate_without_canaries_never_leaves_threads_at_risk_under_pass(
     pg_default: Server, old_env: envs.VersionEnv, tmp_path: Path, fallback: str
 ) -> None:
-    """No canary seeded: the plan's blast radius decides (found by a new-user trial)."""
+    """No canary seeded: the plan's blast radius decides (found by new-user trials).
+
+    Without a cure or an accepted risk, migrate stops before it changes anything;
+    it used to PASS and leave ``order-1`` and ``return-1`` to resume wrongly.
+    """
     new_env = _env("current")
     with scratch_database(pg_default) as dsn:
         seed_app(old_env, dsn, str(tmp_path / "seed.trace"))
         before = _counts(dsn)
+        catalog = catalog_state(dsn)
+        args = ["--fallback", "none", "--accept-hazard", "h-task-id"]
         proc = _cli(
             "migrate",
             "--dsn",
@@ -357,20 +364,39 @@ def test_migrate_without_canaries_never_leaves_threads_at_risk_under_pass(
             pg_default.dsn,
             "--from",
             OLD,
-            "--fallback",
-            fallback,
+            *(
+                args[:2]
+                if fallback == "none"
+                else args
+                if fallback == "accept"
+                else ["--fallback", "dump-restore"]
+            ),
             "--backup-dir",
             str(tmp_path / "backups"),
             "-q",
             cwd=APP_DIR,
         )
         output = proc.stdout + proc.stderr
-        if fallback == "none":  # the in-place result stands, and the warning says so
+        if fallback == "none":  # refused up front: nothing changed, and it says what to do
+            assert proc.returncode == 1, output[-4000:]
+            assert "verdict: FAIL" in output
+            assert "2 stored thread(s) are at risk (H-TASK-ID: 2 thread(s)" in output
+            assert "Nothing was changed." in output
+            assert "--fallback dump-restore" in output and "--accept-hazard H-TASK-ID" in output
+            assert catalog_state(dsn) == catalog  # not even the ledger schema
+            assert _counts(dsn) == before
+            assert not (tmp_path / "backups").exists()
+            return
+        if fallback == "accept":  # the operator's call: in place, and the report says so
             assert proc.returncode == 0, output[-4000:]
-            assert "H-TASK-ID" in output and "--fallback dump-restore" in output
-            assert "at risk stay as the in-place upgrade left them" in output
+            assert "accepted with --accept-hazard" in output and "H-TASK-ID" in output
             assert _counts(dsn) == before  # same rows; only the schema was migrated
             return
         assert proc.returncode == 0, output[-4000:]
+        # With no golden, the fallback says what it did, not that it cured (new-user trial).
+        flat = " ".join(output.split())  # the terminal report wraps lines
+        assert "cured" not in flat.replace("uncured", "")
+        assert "not proven: no golden to compare with" in flat
+        assert "upgrade-check --from" in flat and "--thread ID" in flat
         assert _resume_trace(new_env, dsn, "order-1", tmp_path) == ["stock", "ship"]
         assert _resume_trace(new_env, dsn, "return-1", tmp_path) == ["approve", "notify"]

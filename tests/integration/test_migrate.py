@@ -22,6 +22,7 @@ from migrator import api, envs, fixtures
 from migrator.errors import LockTimeoutError
 from migrator.execute import MigrateSettings
 from migrator.plan import build_reference, read_live
+from migrator.plan.blast import DATA_HAZARDS
 from migrator.schema import diff_schemas
 from tests.integration.test_plan import (
     CLI,
@@ -50,7 +51,14 @@ def public_state(dsn: str) -> dict[str, Any]:
     return state
 
 
+#: ``--accept-hazard`` for every data hazard: see :func:`settings`.
+ACCEPT = tuple(arg for h in sorted(DATA_HAZARDS) for arg in ("--accept-hazard", h))
+
+
 def settings(dsn: str, scratch: str, to: str = "current", **kw: Any) -> MigrateSettings:
+    """Settings for these schema tests: the eras' canary threads are at risk and no golden
+    is seeded, so the data hazards are accepted (the preflight has its own tests)."""
+    kw.setdefault("accept_hazards", tuple(sorted(DATA_HAZARDS)))
     return MigrateSettings(dsn=dsn, to_spec=to, scratch_dsn=scratch, **kw)
 
 
@@ -155,6 +163,7 @@ def test_eight_migrators_at_once(pg_server, pg_dsn, tmp_path):
                 pg_server.dsn,
                 "--wait",
                 "600",
+                *ACCEPT,
                 "-q",
                 "--json",
                 str(tmp_path / f"run{i}.json"),
@@ -214,6 +223,7 @@ def test_lock_held_on_checkpoints_exit_4_nothing_applied(pg_server, pg_dsn, tmp_
                 "1",
                 "--lock-timeout",
                 "0.5",
+                *ACCEPT,
                 "-q",
             ],
             capture_output=True,
