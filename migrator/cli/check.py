@@ -116,6 +116,12 @@ from migrator.serde.options import strict_options
     "(your deploy then runs `migrate --fallback dump-restore`).",
 )
 @click.option(
+    "--if-changed",
+    is_flag=True,
+    help="For CI on lock-file changes: a --to that pins the same version set as --from "
+    "is not checked, and when none is left the run passes (exit 0) saying so.",
+)
+@click.option(
     "--show-values",
     is_flag=True,
     help="Show differing values, not only types and hashes, in every report (terminal, "
@@ -139,6 +145,7 @@ def upgrade_check(
     html_out: Path | None,
     fallback: str,
     accept_fallback: bool,
+    if_changed: bool,
     show_values: bool,
     timeout: float,
     quiet: bool,
@@ -153,6 +160,19 @@ def upgrade_check(
     """
     from migrator import report as reports
 
+    if if_changed:
+        from migrator.gate import changed_targets
+
+        kept, same = changed_targets(from_spec, to_specs)
+        for label in same:
+            click.echo(f"note: {label} pins what --from pins: nothing to upgrade, not checked")
+        if not kept:
+            click.echo(
+                "verdict: PASS — nothing to check (--if-changed): no --to changes the "
+                "version set of --from"
+            )
+            return
+        to_specs = tuple(kept)
     pyproject = Path("pyproject.toml")
     settings = CheckSettings(
         from_spec=from_spec,

@@ -11,7 +11,14 @@
 from __future__ import annotations
 
 from migrator.gate.checks import diff_checks, seed_check
-from migrator.gate.flow import run_upgrade_check, run_upgrade_checks
+from migrator.gate.flow import changed_targets, run_upgrade_check, run_upgrade_checks
 from migrator.gate.scratch import Progress
 
-__all__ = ["Progress", "diff_checks", "run_upgrade_check", "run_upgrade_checks", "seed_check"]
+__all__ = [
+    "Progress",
+    "changed_targets",
+    "diff_checks",
+    "run_upgrade_check",
+    "run_upgrade_checks",
+    "seed_check",
+]

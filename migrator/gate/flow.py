@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,6 +107,43 @@ def target_version_set(spec: str) -> envs.VersionSet:
             "(uv lock, poetry lock, uv pip compile write every pin)",
         )
     return vs
+
+
+#: The packages whose versions decide how checkpoints are written and read.
+CHECKPOINT_PACKAGES = (
+    "langgraph",
+    "langgraph-checkpoint",
+    "langgraph-checkpoint-postgres",
+    "langchain-core",
+)
+
+
+def changed_targets(from_spec: str, to_specs: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Split ``--to`` targets into those that change the checkpoint packages and the rest.
+
+    For ``--if-changed`` (CI on every lock-file change): a pull request that changes
+    the lock but none of :data:`CHECKPOINT_PACKAGES` has nothing to upgrade. A target
+    where either side leaves one of them unpinned counts as changed (it cannot be
+    told). Only files and specs are read, nothing is installed.
+
+    Returns:
+        (targets to check, descriptions of those that pin what ``--from`` pins).
+
+    Raises:
+        ConfigError: A spec or file that does not parse (exit 2).
+    """
+    old_vs = envs.parse_version_set(from_spec)
+    old = [old_vs.pin(name) for name in CHECKPOINT_PACKAGES]
+    kept, same = [], []
+    for spec in to_specs:
+        vs = target_version_set(spec)
+        new = [vs.pin(name) for name in CHECKPOINT_PACKAGES]
+        unchanged = vs.key == old_vs.key or (None not in old and old == new)
+        if unchanged:
+            same.append(f"--to {spec} ({vs.label})")
+        else:
+            kept.append(spec)
+    return kept, same
 
 
 def _targets(

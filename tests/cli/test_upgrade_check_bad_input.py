@@ -62,6 +62,27 @@ def test_from_equals_to_is_a_usage_error(tmp_path, server_dsn):
     assert "resolve to the same version set" in _error_line(proc)
 
 
+def test_if_changed_passes_when_no_target_changes_the_versions(tmp_path, server_dsn):
+    """CI runs the gate on every lock-file change; one that leaves langgraph's pins alone
+    has nothing to upgrade (it was exit 2, failing the pull request)."""
+    base, head = tmp_path / "base", tmp_path / "head"
+    for d, extra in ((base, "requests==2.31.0"), (head, "requests==2.32.3")):
+        d.mkdir()
+        (d / "requirements.txt").write_text(
+            "langgraph==0.2.56\nlanggraph-checkpoint==2.0.9\n"
+            f"langgraph-checkpoint-postgres==2.0.8\nlangchain-core==0.3.28\n{extra}\n"
+        )
+    args = ["--from", str(base / "requirements.txt"), "--to", str(head / "requirements.txt")]
+    proc = _run([*args, "--pg", server_dsn, "--if-changed"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "nothing to check (--if-changed)" in proc.stdout
+    assert "nothing to upgrade, not checked" in proc.stdout
+    # Identical files without --if-changed: still a usage error (a typo, most likely).
+    proc = _run(["--from", args[1], "--to", args[1], "--pg", server_dsn], tmp_path)
+    assert proc.returncode == 2
+    assert "resolve to the same version set" in _error_line(proc)
+
+
 def test_unknown_version_is_a_usage_error(tmp_path, server_dsn):
     proc = _run(["--from", "langgraph-checkpoint-postgres==9.9.9", "--pg", server_dsn], tmp_path)
     assert proc.returncode == 2
@@ -108,3 +129,23 @@ def test_thread_without_a_source_database(tmp_path):
     proc = _run(["--from", OLD, "--pg", "local", "--thread", "t-1"], tmp_path)
     assert proc.returncode == 2
     assert "--thread needs the database" in _error_line(proc)
+
+
+def test_if_changed_keeps_a_target_that_moves_a_checkpoint_package(tmp_path):
+    from migrator.gate import changed_targets
+
+    pins = (
+        "langgraph-checkpoint==2.0.9\nlanggraph-checkpoint-postgres==2.0.8\n"
+        "langchain-core==0.3.28\n"
+    )
+    files = {}
+    for name, langgraph in (("base", "0.2.56"), ("same", "0.2.56"), ("bump", "0.2.60")):
+        (tmp_path / name).mkdir()
+        files[name] = tmp_path / name / "requirements.txt"
+        files[name].write_text(f"langgraph=={langgraph}\n{pins}")
+    kept, same = changed_targets(str(files["base"]), [str(files["same"]), str(files["bump"])])
+    assert kept == [str(files["bump"])]
+    assert len(same) == 1 and str(files["same"]) in same[0]
+    unpinned = tmp_path / "unpinned.txt"  # cannot tell: checked
+    unpinned.write_text("langgraph==0.2.56\nlanggraph-checkpoint-postgres==2.0.8\n")
+    assert changed_targets(str(files["base"]), [str(unpinned)])[0] == [str(unpinned)]

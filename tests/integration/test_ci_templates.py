@@ -94,6 +94,7 @@ def test_github_workflow_is_a_lock_file_gate_on_pg_13_to_18() -> None:
         assert "origin/${BASE_REF}" in locks and "github.base_ref" in str(job)
         # Two targets: the merge result's lock and the pull request head's own pins.
         assert run.count("--to ") == 2 and "steps.locks.outputs.head" in run
+        assert "--if-changed" in run  # a lock change that leaves langgraph alone passes
         assert '"${HEAD_SHA}:${lock}"' in locks and "pull_request.head.sha" in str(job)
         uploads = [
             s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact")
@@ -113,6 +114,7 @@ def test_gitlab_job_is_a_lock_file_gate_on_pg_13_to_18() -> None:
     assert "CI_MERGE_REQUEST_TARGET_BRANCH_NAME" in script
     # Two targets: the lock checked out and the merge request head's own pins.
     assert script.count("--to ") == 2 and '--to "head/${LOCK}"' in script
+    assert "--if-changed" in script
     assert "CI_MERGE_REQUEST_SOURCE_BRANCH_SHA" in script and '"${HEAD_SHA}:${LOCK}"' in script
     assert job["artifacts"]["when"] == "always"
     assert job["artifacts"]["reports"]["junit"].endswith(".xml")
