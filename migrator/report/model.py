@@ -92,6 +92,26 @@ class Report:
         out["benign"] = sum(1 for d in diffs if d.get("severity") == "benign")
         return out
 
+    def breaking_text(self) -> str:
+        """``N breaking / M benign differences``, saying how many breaking ones no longer fail.
+
+        After a cure (the fallback) or an accepted hazard, the in-place differences stay
+        in the report as evidence, in checks that are warnings now: "PASS … 44 breaking"
+        alone read like a contradiction.
+        """
+        counts = self.counts()
+        settled = sum(
+            1
+            for c in self.checks
+            if c.status != "fail"
+            for d in c.differences
+            if d.get("severity") == "breaking"
+        )
+        text = f"{counts['breaking']} breaking / {counts['benign']} benign differences"
+        if settled:
+            text += f" ({settled} breaking in checks that no longer fail: cured or accepted)"
+        return text
+
     def to_dict(self, show_values: bool = False) -> dict[str, Any]:
         """JSON-ready dict (see docs/report-format.md); values only with ``show_values``."""
         return {

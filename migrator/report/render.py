@@ -97,7 +97,7 @@ def render_text(
     console.print(
         f"[{colour}]verdict: {report.verdict.upper()}[/] — {counts['fail']} failed, "
         f"{counts['warn']} warnings, {counts['pass']} passed, {counts['skip']} skipped; "
-        f"{counts['breaking']} breaking / {counts['benign']} benign differences"
+        f"{report.breaking_text()}"
         + (f"; hazards: {', '.join(report.hazards)}" if report.hazards else "")
     )
 
@@ -190,7 +190,7 @@ def render_markdown(report: Report, *, target: str = "") -> str:
         + f": {icon[report.verdict]} {report.verdict}",
         "",
         f"{counts['fail']} failed, {counts['warn']} warnings, {counts['pass']} passed, "
-        f"{counts['skip']} skipped; {counts['breaking']} breaking / {counts['benign']} benign.",
+        f"{counts['skip']} skipped; {report.breaking_text()}.",
         "",
         "| check | target | status | hazards | summary |",
         "|---|---|---|---|---|",

@@ -97,3 +97,24 @@ def test_markdown_and_step_summary(tmp_path):
     assert append_step_summary(_report(), {"GITHUB_STEP_SUMMARY": str(target)}) == target
     assert target.read_text().startswith("before\n## langgraph-migrator upgrade-check")
     assert append_step_summary(_report(), {}) is None
+
+
+def test_breaking_differences_of_a_cured_check_are_said_to_be_settled():
+    """'verdict: PASS … 44 breaking' read like a contradiction at 3 a.m. (new-user trial)."""
+    failing = _report()
+    assert failing.breaking_text() == "1 breaking / 1 benign differences"
+    cured = Report(
+        "migrate",
+        tuple(
+            Check(c.check, "warn", f"{c.summary} (in place); cured", differences=c.differences)
+            if c.status == "fail"
+            else c
+            for c in failing.checks
+        ),
+    )
+    assert cured.verdict == "pass"
+    assert cured.breaking_text() == (
+        "1 breaking / 1 benign differences "
+        "(1 breaking in checks that no longer fail: cured or accepted)"
+    )
+    assert "cured or accepted" in render_markdown(cured)
