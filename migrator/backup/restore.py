@@ -15,7 +15,6 @@ backed up for the record and for inspection; a restore never rewrites the ledger
 
 from __future__ import annotations
 
-import datetime as dt
 import gzip
 import re
 from collections.abc import Mapping, Sequence
@@ -45,6 +44,7 @@ from migrator.backup.manifest import (
 from migrator.errors import ConfigError, LockTimeoutError
 from migrator.output.progress import ByteProgress
 from migrator.postgres.dsn import connect
+from migrator.swap import schema_stamp
 
 #: ``lock_timeout`` for the swap: waiting longer would queue every app query behind us.
 SWAP_LOCK_TIMEOUT = "10s"
@@ -250,7 +250,7 @@ def _restore(
                     "nothing was restored.",
                     hint="restore with --into-new-schema NAME to load it beside them.",
                 )
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d_%H%M%S_%f")
+        stamp = schema_stamp()
         target = into_new_schema or f"{LEDGER_SCHEMA}_shadow_{stamp}"
         conn.execute(sql.SQL(CREATE_SCHEMA_SQL).format(sql.Identifier(target)))
         restored: dict[str, int] = {}

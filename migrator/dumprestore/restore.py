@@ -56,7 +56,7 @@ from migrator.lock import advisory_lock, migrator_lock
 from migrator.output.progress import PartProgress
 from migrator.postgres import redact_dsn
 from migrator.postgres.capacity import cap_jobs, server_capacity
-from migrator.swap import swap_tables
+from migrator.swap import schema_stamp, swap_tables
 
 #: Connections one restore worker holds at once (``migrator.worker.op_restore``: the
 #: writer and the read-back; the ``setup()`` connection is closed before they open).
@@ -200,7 +200,7 @@ def restore_dump(
             versions=result.get("versions", {}),
             seconds=time.perf_counter() - started,
         )
-    stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime()) + f"{int(time.time() * 1000) % 1000:03d}"
+    stamp = schema_stamp()
     shadow = f"{SHADOW_PREFIX}{stamp}"
     with migrator_lock(dsn, wait=lock_wait, held=lock_held):
         _execute(dsn, sql.SQL(CREATE_SCHEMA_SQL).format(sql.Identifier(shadow)))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import tempfile
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ from migrator.plan import (
 )
 from migrator.report import Check, Report
 from migrator.schema import SchemaModel, diff_schemas
+from migrator.swap import schema_stamp
 
 
 def _check_fallback_settings(settings: MigrateSettings, backup: Backup | None) -> None:
@@ -123,7 +123,7 @@ def _restore_pre_migrate(run: _Run, backup_path: Path) -> str:
     from migrator.dumprestore import OLD_PREFIX, _swap
 
     settings = run.settings
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d_%H%M%S_%f")
+    stamp = schema_stamp()
     shadow = f"{PRE_MIGRATE_PREFIX}{stamp}"
     live = _live_schema(settings)
     run.progress(f"restoring the pre-migrate backup {backup_path.name}")

@@ -13,7 +13,6 @@ one left by a killed run starts with the prefix ``cleanup`` drops.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from migrator.errors import ConfigError, ConnectError
 from migrator.postgres.dsn import connect, redact_dsn
 from migrator.postgres.writes import write_refused_hint
+from migrator.swap import schema_stamp
 
 #: Starts with the restore's shadow prefix, so that ``cleanup`` drops a leftover.
 SEED_SHADOW_PREFIX = "langgraph_migrator_shadow_seed_"
@@ -98,7 +98,7 @@ def shadow_tables(dsn: str) -> Iterator[Shadow]:
     Raises:
         ConnectError: The database cannot be reached, or the role may not create a schema.
     """
-    schema = f"{SEED_SHADOW_PREFIX}{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
+    schema = f"{SEED_SHADOW_PREFIX}{schema_stamp()}"
     with connect(dsn) as conn:
         live = _live_schema(conn)
         shadow = sql.Identifier(schema)

@@ -42,6 +42,16 @@ SWAP_ATTEMPTS = 20
 #: First pause between attempts (doubles, with jitter, at most 2 s).
 SWAP_BACKOFF_S = 0.1
 
+
+def schema_stamp() -> str:
+    """The UTC time suffix of every schema the tool creates or keeps (``20261205_021243_594640``).
+
+    One format for the shadow, pre-migrate and kept ``*_old_*`` schemas of dump/restore,
+    ``restore-backup`` and ``migrate``'s fallback, so that they sort by time together.
+    """
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%d_%H%M%S_%f")
+
+
 SET_LOCK_TIMEOUT_SQL = "SELECT set_config('lock_timeout', %s, true)"
 CREATE_SCHEMA_SQL = "CREATE SCHEMA {}"
 DROP_SCHEMA_SQL = "DROP SCHEMA IF EXISTS {} CASCADE"
