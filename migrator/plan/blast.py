@@ -30,6 +30,7 @@ decides for v2, only ``upgrade-check`` proves v1.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -431,8 +432,8 @@ def data_hazards(
     needs = scan_needs(target_versions, from_versions)
     reaches: list[Reach] = []
     prove = (
-        f"prove it: `langgraph-migrator upgrade-check --from '{from_spec}' --to '{to_spec}'` "
-        "(with the app profile, [tool.langgraph-migrator.app])"
+        f"prove it with the app profile ([tool.langgraph-migrator.app]): "
+        f"langgraph-migrator upgrade-check --from '{from_spec}' --to '{to_spec}'"
     )
 
     def old(g: ThreadGroup) -> bool:
@@ -521,7 +522,14 @@ def data_hazards(
                 hid,
                 "error" if breaking else "warning",
                 f"{_MEANING[hid]}: {counts}{more}{undecided}",
-                f"{_FIX[hid].format(spec=from_spec)}; {prove}",
+                f"{_FIX[hid].format(spec=from_spec)}; {prove}"
+                + (
+                    " --threads-from DSN "
+                    + " ".join(f"--thread {shlex.quote(t)}" for t in head.thread_ids[:3])
+                    if head.thread_ids
+                    else ""
+                )
+                + ("" if from_versions else f" ({GUESSED_FROM})"),
                 data=True,
             )
         )
@@ -565,6 +573,11 @@ _MEANING: Mapping[str, str] = {
 
 #: The data hazards plan counts (``--accept-hazard`` takes these ids).
 DATA_HAZARDS = frozenset(_MEANING)
+
+#: Said where a fix names a ``--from`` that plan guessed from the ledger's shape.
+GUESSED_FROM = (
+    "--from above is a guess from the ledger's shape: pass the version that wrote the data"
+)
 
 _FIX: Mapping[str, str] = {
     "H-TASK-ID": "deploy with `langgraph-migrator migrate --from {spec} --fallback dump-restore` "

@@ -114,3 +114,17 @@ def test_scan_needs_per_pair_and_no_metadata_in_the_sql_when_no_metadata_hazard_
     assert data_hazards(groups, v2_0_12, from_versions=v2_0_8)[0] == []
     reaches = data_hazards(groups, v3_2_0)[0]
     assert {r.hazard for r in reaches} == {"H-METADATA-WRITES", "H-DELTA-ROLLBACK"}
+
+
+def test_the_proving_command_names_the_threads_and_a_guessed_from_says_so():
+    """Found by a new-user trial: 'prove it' had no --thread (it would not check the
+    user's threads) and a guessed --from looked like a fact."""
+    _, guessed = data_hazards(GROUPS, NEWEST, from_spec="langgraph-checkpoint-postgres==2.0.11")
+    fix = next(h.fix for h in guessed if h.id == "H-TASK-ID")
+    assert "--threads-from DSN --thread a --thread b --thread c" in fix
+    assert "is a guess from the ledger's shape" in fix
+    _, given = data_hazards(
+        GROUPS, NEWEST, from_versions={"langgraph": "0.2.61"}, from_spec="X", to_spec="Y"
+    )
+    fix = next(h.fix for h in given if h.id == "H-TASK-ID")
+    assert "guess" not in fix and "--thread a" in fix
