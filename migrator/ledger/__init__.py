@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import re
 import socket
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -41,6 +43,11 @@ BACKUP_KINDS = ("backup", "dump", "shadow-tables")
 
 _S = sql.Identifier(LEDGER_SCHEMA)
 
+#: ``revision``/``down_revision`` assignments of an alembic version file.
+_REVISION_RE = re.compile(r"^revision(?::[^=]*)?=\s*[\"'](?P<rev>[^\"']+)[\"']", re.M)
+_DOWN_REVISION_RE = re.compile(
+    r"^down_revision(?::[^=]*)?=\s*(?:None|[\"'](?P<rev>[^\"']+)[\"'])\s*$", re.M
+)
 CURRENT_REVISION_SQL = sql.SQL("SELECT version_num FROM {}.{}").format(
     _S, sql.Identifier(VERSION_TABLE)
 )
@@ -248,11 +255,34 @@ def head_revision() -> str:
     return head
 
 
+def shipped_head() -> str | None:
+    """The newest ledger revision, read from the version files' text (no alembic import).
+
+    Returns:
+        The one revision no other names as its ``down_revision``; None when a file
+        does not read as expected (then ask alembic: :func:`head_revision`).
+    """
+    revisions: set[str] = set()
+    downs: set[str] = set()
+    for path in (Path(__file__).resolve().parent / "versions").glob("[!_]*.py"):
+        text = path.read_text(encoding="utf-8")
+        revision, down = _REVISION_RE.search(text), _DOWN_REVISION_RE.search(text)
+        if revision is None or down is None:
+            return None
+        revisions.add(revision["rev"])
+        if down["rev"]:
+            downs.add(down["rev"])
+    heads = revisions - downs
+    return heads.pop() if len(heads) == 1 else None
+
+
 def upgrade_ledger(dsn: str) -> str:
     """Create or upgrade the ledger schema to the newest revision (idempotent).
 
     The caller holds :func:`migrator.lock.advisory_lock`. Runs in one transaction:
-    a failed upgrade leaves the ledger as it was.
+    a failed upgrade leaves the ledger as it was. A ledger already at the newest
+    revision is left alone without importing alembic and SQLAlchemy: that alone
+    costs ~0.9 s of CPU, which ``migrate`` spends beside the live application.
 
     Args:
         dsn: The app's database.
@@ -264,6 +294,9 @@ def upgrade_ledger(dsn: str) -> str:
         ConnectError: The database cannot be reached, or the role may not create
             the schema.
     """
+    head = shipped_head()
+    if head is not None and ledger_revision(dsn) == head:
+        return head
     from alembic import command
     from sqlalchemy import create_engine
     from sqlalchemy.exc import SQLAlchemyError
