@@ -9,6 +9,7 @@ from pathlib import Path
 import psycopg
 
 from migrator import envs
+from migrator.app.profile import active_profile
 from migrator.errors import (
     MigratorError,
     VerificationError,
@@ -89,6 +90,7 @@ def migrate(
     run = _Run(settings, progress)
     started = time.monotonic()
     env, target = target_env(settings.to_spec, progress=progress, timeout=settings.worker_timeout)
+    _prove_key(settings, env, progress)
     outcome = MigrateOutcome(report=Report("migrate", ()))
     drift: DriftError | None = None
     backup_path: Path | None = None
@@ -158,6 +160,24 @@ def migrate(
             _fallback(run, outcome, drift, backup_path, env, plan, before)
     outcome.report = agree(_report(run, plan, started), outcome.error)
     return outcome
+
+
+def _prove_key(settings: MigrateSettings, env: envs.VersionEnv, progress: Progress) -> None:
+    """With the app's serializer, one stored encrypted row per table must decrypt, first.
+
+    Nothing else in an in-place migrate reads a value, so a wrong key used to pass it
+    (and surface later, in the app or in the fallback). Read only.
+
+    Raises:
+        AppCodeError: The key does not decrypt the stored rows (exit 2, naming its variable).
+    """
+    profile = active_profile()
+    if profile is None or not (profile.serde or profile.key_env):
+        return
+    progress("checking the app's key on the stored rows (read only)")
+    envs.run_worker(
+        env, "snapshot", {"dsn": settings.dsn, "threads": []}, timeout=settings.worker_timeout
+    )
 
 
 def _resolve_from(settings: MigrateSettings, progress: Progress) -> None:

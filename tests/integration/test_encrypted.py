@@ -29,6 +29,7 @@ from migrator.app.profile import load_profile
 from migrator.compare import compare_snapshots
 from migrator.postgres import Server, scratch_database
 from tests.integration.orderbot import run_orderbot
+from tests.integration.test_plan import catalog_state
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -298,3 +299,22 @@ def test_restore_with_the_wrong_key_is_exit_2_naming_the_variable(
         with psycopg.connect(target) as conn:  # nothing restored: not even the tables
             assert conn.execute("SELECT to_regclass('checkpoint_blobs')").fetchone() == (None,)
         _no_secret(proc.stdout, proc.stderr)
+    # migrate read no value in place, so a wrong key passed it: now proved first.
+    before = catalog_state(enc_db)
+    proc = _cli(
+        wrong,
+        "migrate",
+        "--dsn",
+        enc_db,
+        "--scratch-dsn",
+        pg_default.dsn,
+        "--backup-dir",
+        str(tmp_path / "backups"),
+        "-q",
+        *APP_FLAGS,
+    )
+    assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert KEY_ENV in proc.stderr and "does not decrypt" in proc.stderr
+    assert catalog_state(enc_db) == before
+    assert not (tmp_path / "backups").exists()
+    _no_secret(proc.stdout, proc.stderr)
