@@ -5,10 +5,12 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
 from migrator import envs
+from migrator.compare import compare_snapshots
 from migrator.errors import (
     ConfigError,
     MigrationError,
@@ -164,6 +166,9 @@ def _fallback(
                 f"tables are kept in schema {kept[-1]}",
             )
         )
+        at_risk = _at_risk_ids(run, plan) if drift.unproven else []
+        # What the old version reads of the threads at risk, to judge the cure by.
+        read_before = _read_threads(run, old_env, at_risk) if at_risk else None
         run.progress(f"fallback: dump with {old_env.label}, restore with {env.label}")
         with tempfile.TemporaryDirectory(prefix="lgm-fallback-") as work:
             result = run_fallback(
@@ -207,6 +212,7 @@ def _fallback(
             )
         )
         _fallback_schema(run, env, plan)
+        read_after = _read_threads(run, env, at_risk) if read_before is not None else None
         verify_goldens = _optional("migrator.verify", "verify_goldens")
         assert verify_goldens is not None  # DriftError came from it
         again: Report = verify_goldens(settings.dsn, env, policy=None)
@@ -215,10 +221,17 @@ def _fallback(
         _fallback_failed(run, outcome, backup_path, before, kept, f"{type(exc).__name__}: {exc}")
         return
     run.timings["fallback"] = time.monotonic() - t0
-    cured = _fallback_checks(run, drift, again, len(result.threads))
+    reads = (read_before, read_after) if read_before is not None and read_after else None
+    cured = _fallback_checks(run, drift, again, len(result.threads), reads)
     if cured:
         outcome.applied = True
-        done = "ran (not proven: see above)" if drift.unproven else "cured every drift"
+        done = (
+            "cured every drift"
+            if not drift.unproven
+            else "ran: the threads at risk read as the old version read them"
+            if reads
+            else "ran (not proven: see above)"
+        )
         run.notes.append(
             f"the dump/restore fallback {done}; old tables kept in schema(s) "
             f"{', '.join(kept)} (drop them with `langgraph-migrator cleanup`)"
@@ -261,6 +274,77 @@ def _fallback_schema(run: _Run, env: envs.VersionEnv, plan: Plan) -> None:
         )
 
 
+def _at_risk_ids(run: _Run, plan: Plan) -> list[str]:
+    """The threads at risk the plan named (its first ids per hazard), to compare."""
+    from migrator.execute.apply import _unproven_reaches
+
+    return sorted({t for r in _unproven_reaches(run, plan) for t in r.thread_ids})
+
+
+def _read_threads(run: _Run, env: envs.VersionEnv, thread_ids: list[str]) -> dict[str, Any]:
+    """A snapshot of ``thread_ids`` as ``env`` reads them (through the app's graphs)."""
+    run.progress(f"reading {len(thread_ids)} thread(s) at risk with {env.label}")
+    return envs.run_worker(
+        env,
+        "snapshot",
+        {
+            "dsn": run.settings.dsn,
+            "threads": [{"thread_id": t, "canary": None} for t in thread_ids],
+        },
+        timeout=run.settings.worker_timeout,
+    )
+
+
+def _compared_cure(
+    run: _Run, drift: DriftError, threads: int, reads: tuple[dict[str, Any], dict[str, Any]]
+) -> bool:
+    """The fallback judged by reads: what the new version reads of the threads at risk
+    after the cure against what the old version read before it (values, next, tasks,
+    interrupts, history; no node runs)."""
+    diff = compare_snapshots(reads[0], reads[1])
+    ids = sorted(reads[0].get("threads", {}))
+    broken: dict[str, list[Any]] = {}
+    for d in diff.differences:
+        if d.severity == "breaking":
+            broken.setdefault(str(d.thread_id), []).append(d)
+    for tid in ids:
+        diffs = broken.get(tid, [])
+        run.checks.append(
+            Check(
+                "fallback",
+                "fail" if diffs else "pass",
+                (
+                    f"reads differently after dump/restore: {len(diffs)} breaking difference(s)"
+                    if diffs
+                    else "reads after dump/restore as the old version read it "
+                    "(values, next, tasks, history; not resumed)"
+                ),
+                thread_id=tid,
+                hazards=tuple(sorted({d.hazard for d in diffs if d.hazard})),
+                differences=tuple(d.to_dict(False) for d in diffs),
+            )
+        )
+    if broken:
+        return False
+    run.checks[:] = [
+        Check(
+            c.check,
+            "warn",
+            f"{c.summary} (in place); the dump/restore fallback ran instead",
+            hazards=c.hazards,
+            details=c.details,
+        )
+        if c.check == "verify" and c.status == "fail"
+        else c
+        for c in run.checks
+    ]
+    run.notes.append(
+        f"dump/restore (task-id transform) rewrote {threads} thread(s); the {len(ids)} at risk "
+        f"({drift.at_risk}) read under the new version as under the old one"
+    )
+    return True
+
+
 def _unproven_cure(run: _Run, drift: DriftError, threads: int) -> bool:
     """The fallback's verdict when no golden exists: what was done, and that nothing proved it.
 
@@ -295,9 +379,22 @@ def _unproven_cure(run: _Run, drift: DriftError, threads: int) -> bool:
     return True
 
 
-def _fallback_checks(run: _Run, drift: DriftError, again: Report, threads: int = 0) -> bool:
-    """One ``fallback`` check per golden thread; in-place failures it cured become warnings."""
+def _fallback_checks(
+    run: _Run,
+    drift: DriftError,
+    again: Report,
+    threads: int = 0,
+    reads: tuple[dict[str, Any], dict[str, Any]] | None = None,
+) -> bool:
+    """One ``fallback`` check per golden thread; in-place failures it cured become warnings.
+
+    Without goldens (threads at risk from the plan), the threads at risk are compared
+    as the old version read them before and the new one after (:func:`_compared_cure`);
+    without those reads, the check says what was done, not proven.
+    """
     if drift.unproven:
+        if reads is not None:
+            return _compared_cure(run, drift, threads, reads)
         return _unproven_cure(run, drift, threads)
     failed_keys = {(c.canary, c.thread_id) for c in drift.failed}
     after = {(c.canary, c.thread_id): c for c in again.checks}
