@@ -340,7 +340,7 @@ def _interpret(op: str, where: str, out: bytes, stderr: str, exit_desc: str) -> 
     details = "\n".join(x for x in (stderr, str(error.get("traceback", "")).rstrip()) if x)
     if kind in APP_KINDS:
         raise AppCodeError(
-            f"{message} ({op}, {where})",
+            f"{message} ({where})",
             stderr=details,
             kind=kind,
             hint=KEY_HINT if kind == "CipherKeyError" else APP_HINT,

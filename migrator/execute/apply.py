@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import shlex
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -352,7 +355,31 @@ def _seeded_canaries(dsn: str) -> int:
         return 0  # no ledger yet: nothing seeded
 
 
-def refuse_unproven(run: _Run, plan: Plan, *, can_ask: bool) -> VerificationError | None:
+def _decided_before(dsn: str, plan: Plan) -> int | None:
+    """The id of a recorded migrate run to the same versions, if any.
+
+    Such a run already went through this preflight (the operator accepted the
+    hazards, or the fallback ran), so a rerun of ``migrate`` (a deploy hook on
+    every deploy) does not stop on the same threads again.
+    """
+    list_runs = _optional("migrator.ledger", "list_runs")
+    if list_runs is None:
+        return None
+    try:
+        runs = list_runs(dsn)
+    except MigratorError:
+        return None
+    target = dict(plan.versions)
+    for record in reversed(runs):
+        if record.command == "migrate" and record.verdict == "pass":
+            if record.to_versions == target:
+                return int(record.id)
+    return None
+
+
+def refuse_unproven(
+    run: _Run, plan: Plan, *, confirm: Callable[[str], bool] | None = None
+) -> VerificationError | None:
     """Refuse before anything changes when the in-place upgrade would leave threads broken.
 
     The plan counts the stored threads a breaking data hazard reaches. Canaries seeded
@@ -382,24 +409,46 @@ def refuse_unproven(run: _Run, plan: Plan, *, can_ask: bool) -> VerificationErro
         return None
     if settings.fallback == "dump-restore":
         return None
-    if settings.fallback == "ask" and can_ask and settings.from_spec:
-        return None
     seeded = _seeded_canaries(settings.dsn)
     if seeded:
         return None  # verification judges them; drift goes to the fallback or is undone
-    spec = settings.from_spec or "SPEC"
+    decided = _decided_before(settings.dsn, plan)
+    if decided is not None:
+        run.notes.append(
+            f"threads at risk ({_reach_text(plan, reaches)}) were decided by migrate run "
+            f"#{decided} to these versions already: not stopping again"
+        )
+        return None
+    if settings.fallback == "ask" and confirm is not None and settings.from_spec:
+        # Asked before anything changes (it used to ask after the in-place setup()).
+        question = (
+            f"{_distinct(plan, reaches)} stored thread(s) are at risk "
+            f"({_reach_text(plan, reaches)}) and no canary proves the in-place upgrade "
+            "safe for them. Migrate with the "
+            f"dump/restore fallback (dump with {settings.from_spec}, restore with "
+            f"{settings.to_spec}, task-id transform)?"
+        )
+        if confirm(question):
+            run.settings = dataclasses.replace(settings, fallback="dump-restore")
+            run.notes.append("the dump/restore fallback was chosen at the preflight prompt")
+            return None
+    spec = shlex.quote(settings.from_spec) if settings.from_spec else "<the version deployed now>"
     ids = " ".join(f"--accept-hazard {h}" for h in dict.fromkeys(r.hazard for r in reaches))
+    threads = " ".join(
+        f"--thread {shlex.quote(t)}" for t in sorted({t for r in reaches for t in r.thread_ids})[:5]
+    )
     summary = (
         f"{_distinct(plan, reaches)} stored thread(s) are at risk "
         f"({_reach_text(plan, reaches)}) and nothing would prove the in-place upgrade "
         "safe for them (no canary is seeded)"
     )
-    run.checks.append(Check("preflight", "fail", summary, hazards=tuple(r.hazard for r in reaches)))
+    hazards = tuple(dict.fromkeys(r.hazard for r in reaches))
+    run.checks.append(Check("preflight", "fail", summary, hazards=hazards))
     return VerificationError(
         f"{summary}. Nothing was changed.",
-        hint=f"cure them: `langgraph-migrator migrate --from {spec} --fallback dump-restore`; "
-        f"prove them: `langgraph-migrator upgrade-check --from {spec} --threads-from DSN "
-        f"--thread ID`; or accept the risk: {ids}",
+        hint=f"cure them: `langgraph-migrator migrate --dsn <same DSN> --from {spec} "
+        f"--fallback dump-restore`; prove them: `langgraph-migrator upgrade-check --from {spec} "
+        f"--threads-from <same DSN> {threads}`; or accept the risk: {ids}",
     )
 
 
@@ -407,17 +456,17 @@ def _unproven_data_hazards(run: _Run, plan: Plan) -> None:
     """Stored threads a breaking data hazard reaches, with no canary verified to judge them.
 
     :func:`refuse_unproven` already stopped a run that nothing would cure. Here the
-    cure was asked for (``--fallback dump-restore``, or ``ask`` on a terminal): the
-    threads at risk count as drift, so the fallback runs (or is offered) instead of
-    a PASS that leaves them broken.
+    cure was asked for (``--fallback dump-restore``, or a yes at the preflight prompt):
+    the threads at risk count as drift, so the fallback runs instead of a PASS that
+    leaves them broken.
 
     Raises:
         DriftError: threads at risk, no canary verified, and the fallback possible.
     """
     verified = [c for c in run.checks if c.check == "verify" and c.status != "skip"]
     reaches = _unproven_reaches(run, plan)
-    if verified or not reaches:
-        return
+    if verified or not reaches or run.settings.fallback != "dump-restore":
+        return  # nothing at risk, judged by canaries, or decided by an earlier run
     at_risk = _distinct(plan, reaches)
     named = _reach_text(plan, reaches)
     summary = (

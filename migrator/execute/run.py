@@ -120,12 +120,14 @@ def migrate(
             outcome.state = "unchanged"
             outcome.report = agree(_report(run, plan, started), outcome.error)
             return outcome
-        refusal = refuse_unproven(run, plan, can_ask=confirm is not None)
+        # A yes at the preflight prompt needs the backup the fallback restores.
+        refusal = refuse_unproven(run, plan, confirm=confirm if backup is not None else None)
         if refusal is not None:
             outcome.error = refusal
             outcome.state = "unchanged"
             outcome.report = agree(_report(run, plan, started), outcome.error)
             return outcome
+        settings = run.settings  # a yes at the preflight prompt chose the fallback
         # The tool's own ledger after the plan: a role the plan rejects writes nothing.
         upgrade_ledger = _optional("migrator.ledger", "upgrade_ledger")
         if upgrade_ledger is not None:
