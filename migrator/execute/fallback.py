@@ -372,9 +372,10 @@ def _unproven_cure(run: _Run, drift: DriftError, threads: int) -> bool:
         for c in run.checks
     ]
     run.notes.append(
-        "prove the restored threads before the app resumes them: "
-        f"`langgraph-migrator upgrade-check --from {spec} --threads-from DSN --thread ID` "
-        "(on a copy), or seed canaries before the next migrate"
+        "to prove them, run upgrade-check on the data as it was: `langgraph-migrator "
+        f"restore-backup` the pre-migrate backup into a scratch database, then "
+        f"`langgraph-migrator upgrade-check --from {spec} --threads-from <scratch DSN> "
+        "--thread ID` (the migrated tables are written by the new version already)"
     )
     return True
 
