@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from migrator import envs
 from migrator.compare import compare_snapshots
@@ -224,6 +225,7 @@ def _fallback(
     reads = (read_before, read_after) if read_before is not None and read_after else None
     cured = _fallback_checks(run, drift, again, len(result.threads), reads)
     if cured:
+        _writes_left_behind(run, kept)
         outcome.applied = True
         done = (
             "cured every drift"
@@ -245,6 +247,74 @@ def _fallback(
         before,
         kept,
         "the dump/restore fallback did not cure the drift (see the fallback checks)",
+    )
+
+
+#: Rows of a kept schema's table that the live table does not have (by primary key).
+LEFT_BEHIND_SQL = """
+SELECT count(*) AS n, count(DISTINCT k.thread_id) AS threads,
+       (array_agg(DISTINCT k.thread_id))[1:5] AS sample
+FROM {kept} k
+WHERE NOT EXISTS (SELECT 1 FROM {live} l WHERE {match})
+"""
+#: Checkpoints only, by (thread, id): the restore keeps checkpoint ids, but the task-id
+#: transform rewrites pending writes' task ids and 1.0.0 subgraph namespaces.
+_KEYS = {"checkpoints": ("thread_id", "checkpoint_id")}
+
+
+def _writes_left_behind(run: _Run, kept: list[str]) -> None:
+    """Say which application writes made while migrate ran are not in the live tables.
+
+    The fallback restores the pre-migrate backup and swaps in tables rebuilt from it:
+    checkpoints the application wrote after the backup stay in the kept schemas,
+    not in the live tables (the threads continue from their earlier state). They
+    are not destroyed, but an operator must know: counted here, by primary key,
+    read only, and reported as a warning naming the schema and the first threads.
+    Pending writes without a new checkpoint are not counted (their task ids are
+    rewritten by the cure, so they cannot be matched).
+    """
+    settings = run.settings
+    live = _live_schema(settings)
+    found: list[str] = []
+    threads: set[str] = set()
+    with psycopg.connect(settings.dsn, autocommit=True) as conn:
+        for schema in kept:
+            counts = []
+            for table, cols in _KEYS.items():
+                exists = conn.execute(
+                    "SELECT to_regclass(%s) IS NOT NULL", (f'"{schema}".{table}',)
+                ).fetchone()
+                if not exists or not exists[0]:
+                    continue
+                query = sql.SQL(LEFT_BEHIND_SQL).format(
+                    kept=sql.Identifier(schema, table),
+                    live=sql.Identifier(live, table),
+                    match=sql.SQL(" AND ").join(
+                        sql.SQL("l.{c} = k.{c}").format(c=sql.Identifier(c)) for c in cols
+                    ),
+                )
+                row = conn.execute(query).fetchone()
+                if row and row[0]:
+                    counts.append(f"{row[0]} {table} row(s)")
+                    threads.update(str(t) for t in row[2] or ())
+            if counts:
+                found.append(f"{' and '.join(counts)} in schema {schema}")
+    if not found:
+        return
+    shown = ", ".join(sorted(threads)[:5])
+    run.checks.append(
+        Check(
+            "fallback-writes",
+            "warn",
+            "the application wrote while migrate ran; those writes are not in the live "
+            f"tables: {'; '.join(found)} (threads {shown}). Those threads continue from "
+            "their state at the pre-migrate backup; stop the writers during a fallback "
+            "(docs/reliability.md)",
+        )
+    )
+    run.notes.append(
+        "writes made while migrate ran are kept, not live: do not run `cleanup` before "
+        "deciding what to do with them (" + "; ".join(found) + ")"
     )
 
 
