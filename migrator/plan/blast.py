@@ -585,7 +585,9 @@ _FIX: Mapping[str, str] = {
     "H-INTERRUPT-RESUME": "target langgraph 1.2.13 or later",
     "H-SEND-DROPPED": "deploy with `langgraph-migrator migrate --from {spec} --fallback "
     "dump-restore` (dumps through the old saver)",
-    "H-METADATA-WRITES": "read message writes from channel values, not metadata['writes']",
+    "H-METADATA-WRITES": "read message writes from channel values, not metadata['writes']; "
+    "upgrade-check reports the changed metadata as breaking drift unless your policy says "
+    'hazards_ignore = ["H-METADATA-WRITES"] (docs/configuration.md)',
     "H-DELTA-ROLLBACK": "keep a backup from before the upgrade; do not roll back below "
     "langgraph 1.2 once these threads exist",
 }
