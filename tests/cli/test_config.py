@@ -75,7 +75,7 @@ def test_precedence_flag_over_env_over_file_over_default(project):
         "origin": "pyproject.toml [tool.langgraph-migrator.upgrade-check] from",
     }
     assert rows["upgrade-check --to"]["source"] == "default"
-    assert rows["upgrade-check --to"]["value"] == "current"
+    assert rows["upgrade-check --to"]["value"] == ["current"]  # repeatable: several targets
     assert rows["upgrade-check --canary"]["value"] == ["messages", "subgraph"]
 
     rows = _show(project, "upgrade-check", LANGGRAPH_MIGRATOR_UPGRADE_CHECK_TIMEOUT="7")
@@ -103,11 +103,11 @@ def test_long_env_name_wins_over_short_one(project):
         LANGGRAPH_MIGRATOR_TO="langgraph-checkpoint-postgres==3.0.0",
         LANGGRAPH_MIGRATOR_UPGRADE_CHECK_TO="langgraph-checkpoint-postgres==3.0.1",
     )
-    assert rows["upgrade-check --to"]["value"] == "langgraph-checkpoint-postgres==3.0.1"
+    assert rows["upgrade-check --to"]["value"] == ["langgraph-checkpoint-postgres==3.0.1"]
     rows = _show(
         project, "upgrade-check", LANGGRAPH_MIGRATOR_TO="langgraph-checkpoint-postgres==3.0.0"
     )
-    assert rows["upgrade-check --to"]["value"] == "langgraph-checkpoint-postgres==3.0.0"
+    assert rows["upgrade-check --to"]["value"] == ["langgraph-checkpoint-postgres==3.0.0"]
     assert rows["upgrade-check --to"]["origin"] == "LANGGRAPH_MIGRATOR_TO"
 
 

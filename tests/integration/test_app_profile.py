@@ -288,7 +288,10 @@ def test_gate_on_a_clean_pair_with_custom_types_passes(pg_default: Server, tmp_p
     assert code == 0, output[-4000:]
     for thread in APP_THREADS:
         mine = [c for c in report["checks"] if c.get("thread_id") == thread]
-        assert mine and all(c["status"] == "pass" for c in mine), mine
+        checked = [c for c in mine if c["check"] != "resume"]  # real threads: never resumed
+        assert checked and all(c["status"] == "pass" for c in checked), mine
+        (resume,) = [c for c in mine if c["check"] == "resume"]
+        assert resume["status"] == "skip" and resume["summary"].startswith("not resumed: ")
 
 
 def test_app_requirements_are_installed_into_a_spec_env(
