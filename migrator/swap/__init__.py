@@ -9,10 +9,13 @@ statement with a short ``lock_timeout`` (what the application can be made to wai
 at most), and when a long application transaction is in the way it gives up,
 rolls back (the queue drains) and tries again a little later. Once the locks are
 granted, the moves are catalog updates: the window is milliseconds. The lock,
-the moves, the drop of the shadow schema and the commit go to the server in one
-pipeline (one round trip), so the window never includes a wait for this process:
-on a host where the tool is descheduled (it runs niced beside the application)
-or a slow link, ten round trips were ten times the window.
+the moves and the drop of the shadow schema go to the server in one pipeline,
+then the commit: two round trips, not one per statement (on a host where the tool
+is descheduled, it runs niced beside the application, or on a slow link, ten round
+trips were ten times the window). The commit is not pipelined behind the lock on
+purpose: a tool killed while it waited for the locks must not have its swap
+committed later, when they come (a deploy that killed it goes on with the old
+tables); the session's client check ends such a wait within a second (PG 14+).
 
 Used by the dump/restore swap and by ``migrate``'s fallback (``docs/reliability.md``).
 """
@@ -53,6 +56,7 @@ def schema_stamp() -> str:
 
 
 SET_LOCK_TIMEOUT_SQL = "SELECT set_config('lock_timeout', %s, true)"
+SET_CLIENT_CHECK_SQL = "SELECT set_config('client_connection_check_interval', '1000', true)"
 CREATE_SCHEMA_SQL = "CREATE SCHEMA {}"
 DROP_SCHEMA_SQL = "DROP SCHEMA IF EXISTS {} CASCADE"
 TABLES_IN_SCHEMA_SQL = (
@@ -168,6 +172,10 @@ def _attempt(
     ident = sql.Identifier
     with psycopg.connect(dsn) as conn:  # an error rolls the transaction back
         conn.execute(SET_LOCK_TIMEOUT_SQL, (f"{int(lock_timeout * 1000)}ms",))
+        if conn.info.server_version >= 140000:
+            # A swap whose tool was killed while it waited for the locks gives up
+            # within a second instead of holding them (tests/reliability). PG 14+.
+            conn.execute(SET_CLIENT_CHECK_SQL)
         present = [r[0] for r in conn.execute(TABLES_IN_SCHEMA_SQL, (live, list(tables)))]
         incoming = [r[0] for r in conn.execute(TABLES_IN_SCHEMA_SQL, (shadow, list(tables)))]
         conn.execute(sql.SQL(CREATE_SCHEMA_SQL).format(ident(old)))
@@ -187,8 +195,12 @@ def _attempt(
             for move in moves:
                 conn.execute(move)
             conn.execute(sql.SQL(DROP_SCHEMA_SQL).format(ident(shadow)))
+            # The COMMIT is sent only once the moves are done: had it waited in the
+            # server's buffer behind the lock, a swap whose tool was killed meanwhile
+            # would still commit when the locks came (the client check only notices
+            # a dead client once a second). One more round trip in the window.
+            pipeline.sync()
             if armed("swap.locked"):  # the reliability suite: moved, not committed
-                pipeline.sync()
                 pause_point("swap.locked", shadow)
             conn.commit()
         committed = time.monotonic()

@@ -157,8 +157,8 @@ class _SlowLink:
         self.listener.close()
 
 
-def test_swap_window_is_one_round_trip_not_one_per_statement(two_schemas: str) -> None:
-    """From the lock request to the commit the server never waits for the client.
+def test_swap_window_is_two_round_trips_not_one_per_statement(two_schemas: str) -> None:
+    """From the lock request to the commit the server waits for the client twice, not per statement.
 
     Before, the swap sent its lock, each move, the drop and the commit one after
     the other, each waiting for the previous answer: on a client slowed down by
@@ -189,9 +189,9 @@ def test_swap_window_is_one_round_trip_not_one_per_statement(two_schemas: str) -
         link.close()
     assert result.attempts == 1
     assert sorted(result.moved_in) == sorted(TABLES[1:])
-    # One delayed trip to the server (plus the answer), not ten.
-    assert result.blocked_s < 3 * delay, result.summary()
-    assert max(waits) < 3 * delay, f"a writer waited {max(waits):.2f}s behind the swap"
+    # Two delayed trips to the server (the pipeline, then the commit), not ten.
+    assert result.blocked_s < 5 * delay, result.summary()
+    assert max(waits) < 5 * delay, f"a writer waited {max(waits):.2f}s behind the swap"
     assert result.waited_s < delay  # the server's own clock: no lock was in the way
     # Every acknowledged insert is in the old table (before the swap) or the new one.
     moved = _count(two_schemas, "old_4.checkpoints") + _count(two_schemas, "public.checkpoints")
