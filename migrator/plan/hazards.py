@@ -259,7 +259,12 @@ def build_plan(
                 "warning",
                 "new code reads "
                 + ", ".join(d.where for d in unreadable)
-                + ", which do not exist yet: new pods that serve before the migration fail "
+                + (
+                    ", which do not exist yet"
+                    if len(unreadable) > 1
+                    else ", which does not exist yet"
+                )
+                + ": new pods that serve before the migration fail "
                 "on every thread",
                 "finish `migrate` before any new pod serves traffic",
                 migrate_repairs=True,
