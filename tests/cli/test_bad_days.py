@@ -521,6 +521,10 @@ def test_interrupted_restore_backup_exits_130_or_143_and_changes_nothing(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            # A suite started in the background (`make test &`) inherits SIGINT ignored,
+            # and Python then never turns it into KeyboardInterrupt: give the CLI the
+            # disposition a terminal gives it.
+            preexec_fn=_sigint_default,
         )
         try:
             if phase == "loading":
@@ -537,6 +541,10 @@ def test_interrupted_restore_backup_exits_130_or_143_and_changes_nothing(
     assert len(lines) == 1 and lines[0].startswith(line), err
     assert SECRET not in out + err and "Traceback" not in err
     assert db_state(loaded) == before
+
+
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for_stderr(proc: subprocess.Popen[str], needle: str) -> None:
