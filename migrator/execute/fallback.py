@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -344,6 +345,16 @@ def _fallback_schema(run: _Run, env: envs.VersionEnv, plan: Plan) -> None:
         )
 
 
+def _in_place_failures_to_warnings(run: _Run, why: str) -> None:
+    """The in-place ``verify`` failures the fallback dealt with become warnings, saying ``why``."""
+    run.checks[:] = [
+        dataclasses.replace(c, status="warn", summary=f"{c.summary} (in place); {why}")
+        if c.check == "verify" and c.status == "fail"
+        else c
+        for c in run.checks
+    ]
+
+
 def _at_risk_ids(run: _Run, plan: Plan) -> list[str]:
     """The threads at risk the plan named (its first ids per hazard), to compare."""
     from migrator.execute.apply import _unproven_reaches
@@ -396,18 +407,7 @@ def _compared_cure(
         )
     if broken:
         return False
-    run.checks[:] = [
-        Check(
-            c.check,
-            "warn",
-            f"{c.summary} (in place); the dump/restore fallback ran instead",
-            hazards=c.hazards,
-            details=c.details,
-        )
-        if c.check == "verify" and c.status == "fail"
-        else c
-        for c in run.checks
-    ]
+    _in_place_failures_to_warnings(run, "the dump/restore fallback ran instead")
     run.notes.append(
         f"dump/restore (task-id transform) rewrote {threads} thread(s); the {len(ids)} at risk "
         f"({drift.at_risk}) read under the new version as under the old one"
@@ -429,18 +429,7 @@ def _unproven_cure(run: _Run, drift: DriftError, threads: int) -> bool:
         f"at risk ({drift.at_risk}); not proven: no golden to compare with (no canary seeded)"
     )
     run.checks.append(Check("fallback", "warn", summary, details={"cured": None}))
-    run.checks[:] = [
-        Check(
-            c.check,
-            "warn",
-            f"{c.summary} (in place); the dump/restore fallback ran instead",
-            hazards=c.hazards,
-            details=c.details,
-        )
-        if c.check == "verify" and c.status == "fail"
-        else c
-        for c in run.checks
-    ]
+    _in_place_failures_to_warnings(run, "the dump/restore fallback ran instead")
     run.notes.append(
         "to prove them, run upgrade-check on the data as it was: `langgraph-migrator "
         f"restore-backup` the pre-migrate backup into a scratch database, then "
@@ -501,21 +490,7 @@ def _fallback_checks(
             )
         )
     if cured_all:
-        run.checks[:] = [
-            Check(
-                c.check,
-                "warn",
-                f"{c.summary} (in place); cured by the dump/restore fallback",
-                canary=c.canary,
-                thread_id=c.thread_id,
-                hazards=c.hazards,
-                differences=c.differences,
-                details=c.details,
-            )
-            if c.check == "verify" and c.status == "fail"
-            else c
-            for c in run.checks
-        ]
+        _in_place_failures_to_warnings(run, "cured by the dump/restore fallback")
     run.checks.extend(verdicts)
     return cured_all
 
