@@ -327,10 +327,9 @@ def _unproven_reaches(run: _Run, plan: Plan) -> list[Reach]:
 
 
 def _distinct(plan: Plan, reaches: list[Reach]) -> int:
-    """Threads the reaches cover (a thread sits in one group; hazards overlap)."""
+    """Threads the reaches cover (:meth:`DataScan.threads_in`)."""
     assert plan.data is not None
-    groups = {i for r in reaches for i in r.groups}
-    return sum(plan.data.groups[i].threads for i in groups)
+    return plan.data.threads_in(reaches)
 
 
 def _reach_text(plan: Plan, reaches: list[Reach]) -> str:

@@ -31,7 +31,7 @@ decides for v2, only ``upgrade-check`` proves v1.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -281,8 +281,11 @@ class DataScan:
     @property
     def at_risk(self) -> int:
         """Distinct threads a breaking data hazard reaches (each thread is in one group)."""
-        reached = {i for r in self.reaches if r.breaking for i in r.groups}
-        return sum(self.groups[i].threads for i in reached)
+        return self.threads_in(r for r in self.reaches if r.breaking)
+
+    def threads_in(self, reaches: Iterable[Reach]) -> int:
+        """Distinct threads ``reaches`` cover (hazards overlap; a thread is in one group)."""
+        return sum(self.groups[i].threads for i in {i for r in reaches for i in r.groups})
 
     def by_format(self) -> dict[str, int]:
         """Threads per checkpoint format of their latest root checkpoint."""
