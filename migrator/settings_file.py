@@ -367,10 +367,12 @@ def effective_options(
         )
     for c in reversed(contexts):
         c.close()
-    return _with_app_table(out, ctx.params)
+    return _with_app_table(out, ctx.params, command)
 
 
-def _with_app_table(rows: list[EffectiveOption], params: dict[str, Any]) -> list[EffectiveOption]:
+def _with_app_table(
+    rows: list[EffectiveOption], params: dict[str, Any], command: click.Command
+) -> list[EffectiveOption]:
     """The app flags as the command resolves them, ``[tool.langgraph-migrator.app]`` included.
 
     The app table is read by :func:`migrator.app.profile.load_profile`, not by
@@ -378,12 +380,13 @@ def _with_app_table(rows: list[EffectiveOption], params: dict[str, Any]) -> list
     """
     from migrator.app.profile import FLAG_KEYS, setting_origins
 
-    if not any(row.option.lstrip("-") in _APP_FLAG_NAMES for row in rows):
+    names = {f"--{flag_name(o)}": o.name for o in _options(command) if o.name in FLAG_KEYS}
+    if not names:
         return rows
     origins = setting_origins({name: params.get(name) for name in FLAG_KEYS})
     out = []
     for row in rows:
-        name = _APP_FLAG_NAMES.get(row.option.lstrip("-"))
+        name = names.get(row.option)
         if name is None or row.source == "env":
             out.append(row)
             continue
@@ -392,16 +395,6 @@ def _with_app_table(rows: list[EffectiveOption], params: dict[str, Any]) -> list
             EffectiveOption(row.command, row.option, _masked(got.value), got.source, got.origin)
         )
     return out
-
-
-#: ``--flag`` name -> click parameter name of the app flags (``migrator.app.options``).
-_APP_FLAG_NAMES = {
-    "app-path": "app_paths",
-    "graph": "app_graphs",
-    "serde": "app_serde",
-    "thread-graph": "app_thread_graph",
-    "key-env": "app_key_env",
-}
 
 
 def resolve_show(root: click.Context, words: list[str]) -> list[EffectiveOption]:

@@ -9,11 +9,11 @@ from typing import Any, TypeVar
 
 import click
 
-from migrator.app.profile import load_profile, use_profile
+from migrator.app.profile import FLAG_KEYS, load_profile, use_profile
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_FLAGS = ("app_paths", "app_graphs", "app_serde", "app_thread_graph", "app_key_env")
+_FLAGS = tuple(FLAG_KEYS)  # click parameter names of the flags added below
 
 
 def app_options(fn: F) -> F:
