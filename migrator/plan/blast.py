@@ -54,6 +54,14 @@ METADATA_RAW_FROM = (2, 0, 25)
 DELTA_FROM = (1, 2)
 #: The newest checkpoint format: rows of it need no per-row look at the JSON beyond "v".
 LATEST_FORMAT = "4"
+#: A key every row of a format before v4 carries and no v4 writer adds: the Checkpoint
+#: of langgraph-checkpoint < 2.1 has ``pending_sends`` (langgraph < 0.5 writes formats
+#: v1-v3 through it, and every checkpoint-postgres stores the dict with the key), the
+#: v4 Checkpoint (langgraph 0.5 and newer) has not. Testing a key's presence costs
+#: less per row than reading "v" (the scan's one per-row test; the rows it keeps get
+#: the exact format). A v4 row that carries the key anyway (langgraph >= 0.5 over
+#: checkpoint-postgres < 2.0.22, which adds an empty one) is only read more closely.
+_PRE_V4_KEY = "'pending_sends'"
 
 
 @dataclass(frozen=True)
@@ -97,92 +105,109 @@ class ScanNeeds:
         }
 
 
-#: The ``metadata`` tests, per flag: (a cheap filter over every row, the exact test).
+#: The exact ``metadata.writes`` test, run on the odd rows only (see :data:`_SCAN_SQL`).
 _LC_TEST = (
-    "'writes'",
     "(metadata ? 'writes' AND jsonb_typeof(metadata -> 'writes') = 'object'"
-    " AND strpos((metadata -> 'writes')::text, '\"lc\": ') > 0)",
+    " AND strpos((metadata -> 'writes')::text, '\"lc\": ') > 0)"
 )
+#: The DeltaChannel markers: (the filter over every row, the exact test).
 _DELTA_TEST = (
     "'counters_since_delta_snapshot', 'delta_writes_versioned'",
     "metadata ?| array['counters_since_delta_snapshot', 'delta_writes_versioned']",
 )
 
 #: One index-only pass (each thread's latest root checkpoint id, from the primary key)
-#: and one sequential pass that keeps only the rows worth a look: an older format than
-#: :data:`LATEST_FORMAT`, pending sends, metadata markers ({odd_filter}). The latest root
-#: checkpoint's format is the odd row's, or the latest format when no odd row is it.
-#: Then primary-key lookups (``LATERAL``) of the latest root checkpoint's writes and the
-#: child namespaces, only for the threads whose format a hazard judges by them. Read only.
+#: and one sequential pass that keeps only the rows worth a look ({odd_filter}): those
+#: that may be of an older format than :data:`LATEST_FORMAT` (:data:`_PRE_V4_KEY`), and
+#: DeltaChannel markers when that hazard applies. Pending sends and ``metadata.writes``
+#: need no test of their own: only writers of formats before v4 put them there
+#: (langgraph < 0.5; a v4 reader ignores a v4 row's ``pending_sends``), so every row
+#: that can hold them is odd, and the exact tests run on the odd rows only. Per thread
+#: with odd rows, the latest root checkpoint's format is its odd row's, or the latest
+#: format when no odd row is it; every other thread is of the latest format. Then
+#: primary-key lookups (``LATERAL``) of the latest root checkpoint's writes and child
+#: namespaces, only for the threads whose format a hazard judges by them. Threads are
+#: grouped by (format, flag bits), and each group's first ids (in byte order, as Python
+#: sorts them) come from a top-N scan per group: sorting every thread on all seven keys
+#: cost more than the lookups. The CTEs are MATERIALIZED so the planner keeps the
+#: sequential pass a plain scan (it cannot estimate the jsonb filter and otherwise walks
+#: the table in index order). Read only.
 _SCAN_SQL = """
-WITH ids AS (
+WITH ids AS MATERIALIZED (
     SELECT thread_id, max(checkpoint_id) FILTER (WHERE checkpoint_ns = '') AS latest
     FROM checkpoints
     GROUP BY thread_id
-), odd AS (
+), odd AS MATERIALIZED (
     SELECT thread_id, checkpoint_ns, checkpoint_id, checkpoint ->> 'v' AS fmt,
            coalesce((checkpoint -> 'pending_sends')
                     NOT IN ('[]'::jsonb, '["json", "W10="]'::jsonb), false) AS sends,
            {lc_test} AS lc_writes, {delta_test} AS delta
     FROM checkpoints
     WHERE {odd_filter}
-), meta AS (
-    SELECT thread_id, bool_or(lc_writes) AS lc_writes, bool_or(delta) AS delta
-    FROM odd
-    GROUP BY thread_id
-), flags AS (
+), oddthreads AS MATERIALIZED (
     SELECT i.thread_id, i.latest,
            CASE WHEN i.latest IS NULL THEN '0'
-                WHEN l.thread_id IS NULL THEN %(latest_fmt)s
-                ELSE coalesce(l.fmt, '0') END AS fmt,
-           coalesce(l.sends, false) AS sends,
-           coalesce(m.lc_writes, false) AS lc_writes, coalesce(m.delta, false) AS delta
-    FROM ids i
-    LEFT JOIN odd l
-           ON l.thread_id = i.thread_id AND l.checkpoint_ns = '' AND l.checkpoint_id = i.latest
-    LEFT JOIN meta m ON m.thread_id = i.thread_id
+                WHEN bool_or(o.checkpoint_ns = '' AND o.checkpoint_id = i.latest)
+                THEN coalesce(max(o.fmt) FILTER (
+                         WHERE o.checkpoint_ns = '' AND o.checkpoint_id = i.latest), '0')
+                ELSE %(latest_fmt)s END AS fmt,
+           coalesce(bool_or(o.sends) FILTER (
+               WHERE o.checkpoint_ns = '' AND o.checkpoint_id = i.latest), false) AS sends,
+           bool_or(o.lc_writes) AS lc_writes, bool_or(o.delta) AS delta
+    FROM odd o
+    JOIN ids i ON i.thread_id = o.thread_id
+    GROUP BY i.thread_id, i.latest
 ), looked AS (
-    SELECT f.thread_id, coalesce(s.child_latest >= f.latest, false) AS subgraph,
+    SELECT t.thread_id, coalesce(s.child_latest >= t.latest, false) AS subgraph,
            coalesce(w.pending, false) AS pending, coalesce(w.interrupt, false) AS interrupt
-    FROM flags f
+    FROM oddthreads t
     LEFT JOIN LATERAL (
         SELECT max(c.checkpoint_id) AS child_latest
         FROM checkpoints c
-        WHERE c.thread_id = f.thread_id AND c.checkpoint_ns > ''
+        WHERE c.thread_id = t.thread_id AND c.checkpoint_ns > ''
     ) s ON true
     LEFT JOIN LATERAL (
         SELECT bool_or(w.channel <> '__interrupt__') AS pending,
                bool_or(w.channel = '__interrupt__') AS interrupt
         FROM checkpoint_writes w
-        WHERE w.thread_id = f.thread_id AND w.checkpoint_ns = '' AND w.checkpoint_id = f.latest
+        WHERE w.thread_id = t.thread_id AND w.checkpoint_ns = '' AND w.checkpoint_id = t.latest
     ) w ON true
-    WHERE f.fmt = ANY(%(lookup_fmts)s::text[])
+    WHERE t.fmt = ANY(%(lookup_fmts)s::text[])
+), tagged AS MATERIALIZED (
+    SELECT i.thread_id,
+           coalesce(t.fmt, CASE WHEN i.latest IS NULL THEN '0' ELSE %(latest_fmt)s END) AS fmt,
+           (coalesce(r.pending, false)::int
+            | (coalesce(r.subgraph, false)::int << 1)
+            | (coalesce(r.interrupt, false)::int << 2)
+            | (coalesce(t.sends, false)::int << 3)
+            | (coalesce(t.lc_writes, false)::int << 4)
+            | (coalesce(t.delta, false)::int << 5)) AS bits
+    FROM ids i
+    LEFT JOIN oddthreads t ON t.thread_id = i.thread_id
+    LEFT JOIN looked r ON r.thread_id = i.thread_id
+), groups AS (
+    SELECT fmt, bits, count(*) AS threads FROM tagged GROUP BY fmt, bits
 )
-SELECT f.fmt, coalesce(r.pending, false) AS pending,
-       coalesce(r.subgraph, false) AS paused_subgraph,
-       coalesce(r.interrupt, false) AS interrupt, f.sends, f.lc_writes, f.delta,
-       count(*) AS threads,
-       (array_agg(f.thread_id ORDER BY f.thread_id))[1:%(sample)s] AS sample
-FROM flags f
-LEFT JOIN looked r ON r.thread_id = f.thread_id
-GROUP BY 1, 2, 3, 4, 5, 6, 7
+SELECT fmt, (bits & 1) > 0 AS pending, (bits & 2) > 0 AS paused_subgraph,
+       (bits & 4) > 0 AS interrupt, (bits & 8) > 0 AS sends, (bits & 16) > 0 AS lc_writes,
+       (bits & 32) > 0 AS delta, threads,
+       ARRAY(SELECT t.thread_id FROM tagged t WHERE t.fmt = g.fmt AND t.bits = g.bits
+             ORDER BY t.thread_id COLLATE "C" LIMIT %(sample)s) AS sample
+FROM groups g
 """
 
 
 def scan_sql(needs: ScanNeeds) -> str:
-    """The thread scan for ``needs``: no ``metadata`` test a hazard of the pair does not use.
+    """The thread scan for ``needs``: no per-row test a hazard of the pair does not use.
 
     Parameters: ``sample``, ``latest_fmt``, ``lookup_fmts`` (:func:`scan_params`).
     """
-    odd = ["(checkpoint ->> 'v') IS DISTINCT FROM %(latest_fmt)s"]
-    if needs.sends:
-        odd.append("checkpoint ? 'pending_sends'")
-    keys = [t[0] for t, on in ((_LC_TEST, needs.lc_writes), (_DELTA_TEST, needs.delta)) if on]
-    if keys:
-        odd.append(f"metadata ?| array[{', '.join(keys)}]")
+    odd = [f"checkpoint ? {_PRE_V4_KEY}"]
+    if needs.delta:
+        odd.append(f"metadata ?| array[{_DELTA_TEST[0]}]")
     return _SCAN_SQL.format(
         odd_filter="\n       OR ".join(odd),
-        lc_test=_LC_TEST[1] if needs.lc_writes else "false",
+        lc_test=_LC_TEST if needs.lc_writes else "false",
         delta_test=_DELTA_TEST[1] if needs.delta else "false",
     )
 
@@ -382,7 +407,8 @@ def scan_needs(
     ``--from`` (the version set that wrote the data) rules hazards out: no DeltaChannel
     threads before langgraph 1.2, no ``metadata.writes`` change when the data's
     checkpoint-postgres already returns envelopes raw. Without it, every hazard of the
-    target applies.
+    target applies. DeltaChannel threads are looked for only when the target is below
+    langgraph 1.2 (the one reader that loses them).
     """
     lg = _vt(target_versions.get("langgraph"))
     cpp = _vt(target_versions.get("langgraph-checkpoint-postgres"))
@@ -402,7 +428,9 @@ def scan_needs(
         lc_writes=bool(cpp)
         and cpp >= METADATA_RAW_FROM
         and not (from_cpp and from_cpp >= METADATA_RAW_FROM),
-        delta=not (from_lg and from_lg < DELTA_FROM),
+        # Only a target below 1.2 misreads DeltaChannel threads; rolling back to the
+        # version that wrote them (1.2 or later, or there would be none) reads them.
+        delta=bool(lg) and lg < DELTA_FROM and not (from_lg and from_lg < DELTA_FROM),
     )
 
 

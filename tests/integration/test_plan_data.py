@@ -230,3 +230,50 @@ def test_the_latest_root_checkpoint_decides_a_threads_format(db):
     assert (task_id.threads, task_id.thread_ids) == (1, ("canary:subgraph",))
     # pending writes are looked up for v1/v2 threads only: the v4 thread's are not counted
     assert scan.count("pending") == 0 and scan.count("paused_subgraph") == 1
+
+
+@pytest.mark.parametrize("era", ["1.0.0", "2.0.8", "2.0.12", "2.0.25", "3.0.1"])
+def test_the_one_key_the_scan_tests_per_row_finds_every_row_before_format_4(db, era):
+    """The scan's per-row filter is a key's presence (``pending_sends``), not the format:
+    on rows real released versions wrote, every row of a format before v4 has the key,
+    and no v4 row does (so the new era costs one key test per row, nothing more)."""
+    fixtures.import_tables(db, ROOT / era)
+    with psycopg.connect(db) as conn:
+        by_format = dict(
+            conn.execute(
+                "SELECT checkpoint ->> 'v', count(*) FILTER (WHERE checkpoint ? 'pending_sends') "
+                "FROM checkpoints GROUP BY 1"
+            ).fetchall()
+        )
+        total = dict(
+            conn.execute("SELECT checkpoint ->> 'v', count(*) FROM checkpoints GROUP BY 1")
+        )
+    assert by_format and set(by_format) <= {"1", "2", "3", "4"}, by_format
+    for fmt, kept in by_format.items():
+        assert kept == (total[fmt] if fmt != "4" else 0), (fmt, kept, total[fmt])
+
+
+def test_a_thread_without_root_checkpoints_and_delta_threads_below_1_2(db):
+    """A thread with only a child checkpoint has no format (v0); DeltaChannel markers are
+    counted for a target below langgraph 1.2 (the reader that loses them), not for 1.2+."""
+    fixtures.import_tables(db, ROOT / "3.0.1")
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO checkpoints SELECT 'orphan', 'child:1', checkpoint_id, NULL, type, "
+            "checkpoint, metadata FROM checkpoints ORDER BY checkpoint_id LIMIT 1"
+        )
+        conn.execute(
+            "UPDATE checkpoints SET metadata = metadata || "
+            """'{"counters_since_delta_snapshot": 1}' WHERE thread_id = 'canary:send'"""
+        )
+    below = {"langgraph": "1.0.2", "langgraph-checkpoint-postgres": "3.0.1"}
+    groups, _ = read_data(db, "public", scan_needs(below))
+    scan = DataScan(groups)
+    assert scan.by_format() == {"0": 1, "4": 9}  # the 9 canary threads, and the orphan
+    assert scan.count("delta") == 1
+    reaches, _ = data_hazards(groups, below)
+    delta = next(r for r in reaches if r.hazard == "H-DELTA-ROLLBACK")
+    assert delta.breaking and delta.thread_ids == ("canary:send",)
+    groups, _ = read_data(db, "public", scan_needs(NEWEST))
+    assert DataScan(groups).count("delta") == 0  # not looked for: 1.2.22 reads them
+    assert not [r for r in data_hazards(groups, NEWEST)[0] if r.hazard == "H-DELTA-ROLLBACK"]

@@ -66,7 +66,8 @@ def test_sends_metadata_and_delta():
     by = {r.hazard: r for r in reaches}
     assert by["H-SEND-DROPPED"].breaking and by["H-SEND-DROPPED"].threads == 1
     assert not by["H-METADATA-WRITES"].breaking
-    assert not by["H-DELTA-ROLLBACK"].breaking  # the target reads them
+    # the target reads them, and so does the version that wrote them: nothing to count
+    assert "H-DELTA-ROLLBACK" not in by
     old = {"langgraph": "1.0.2", "langgraph-checkpoint-postgres": "3.0.1"}
     assert next(r for r in data_hazards(groups, old)[0] if r.hazard == "H-DELTA-ROLLBACK").breaking
     one = {"langgraph": "0.2.0", "langgraph-checkpoint-postgres": "1.0.0"}
@@ -98,21 +99,32 @@ def test_scan_needs_per_pair_and_no_metadata_in_the_sql_when_no_metadata_hazard_
     assert "metadata" not in scan_sql(quiet)
     # unknown writer -> newest: everything the target's hazards use
     full = scan_needs(v3_2_0)
-    assert full.lc_writes and full.delta and full.task_fmts == {1, 2} and full.sends
+    assert full.lc_writes and full.task_fmts == {1, 2} and full.sends
     assert not full.interrupt_fmts  # 1.2.22 resumes 0.2.x interrupts
+    assert not full.delta  # 1.2.22 reads DeltaChannel threads
     sql_text = scan_sql(full)
-    assert "metadata ?| array['writes', 'counters_since_delta_snapshot'" in sql_text
-    # a writer that already returns raw envelopes: only the DeltaChannel markers
-    delta_only = scan_needs(v3_2_0, v3_2_0)
-    assert (delta_only.lc_writes, delta_only.delta) == (False, True)
-    assert "'writes'" not in scan_sql(delta_only) and "delta_writes_versioned" in scan_sql(
-        delta_only
-    )
+    # one test per row, a key that only rows before format v4 carry (metadata.writes
+    # and pending sends come with those formats alone; their rows get the exact tests)
+    where = sql_text.split("WHERE checkpoint ? 'pending_sends'")[1].split("\n), ")[0]
+    assert "metadata" not in where and "->>" not in where, where
+    assert "metadata ? 'writes'" in sql_text  # the exact test, on the odd rows
+    # a target below 1.2 (a rollback): the DeltaChannel markers on every row
+    v3_0_1 = {"langgraph": "1.0.2", "langgraph-checkpoint-postgres": "3.0.1"}
+    below = scan_needs(v3_0_1)
+    assert below.delta and "delta_writes_versioned']" in scan_sql(below).split("WHERE")[1]
+    assert scan_needs(v3_0_1, v3_2_0).delta  # written by 1.2.22: there can be some
+    assert not scan_needs(v3_0_1, v2_0_8).delta  # written before 1.2: there are none
+    # a writer that already returns raw envelopes: no metadata test at all
+    quiet_meta = scan_needs(v3_2_0, v3_2_0)
+    assert (quiet_meta.lc_writes, quiet_meta.delta) == (False, False)
+    assert "metadata" not in scan_sql(quiet_meta)
     assert scan_needs(BAND, v2_0_8).interrupt_fmts == {1}
     # the hazards follow the same needs: nothing metadata-based for 2.0.8 -> 2.0.12
     groups = (_g("1", {"lc_writes", "delta"}, 2, "m"),)
     assert data_hazards(groups, v2_0_12, from_versions=v2_0_8)[0] == []
     reaches = data_hazards(groups, v3_2_0)[0]
+    assert {r.hazard for r in reaches} == {"H-METADATA-WRITES"}
+    reaches = data_hazards(groups, v3_0_1)[0]
     assert {r.hazard for r in reaches} == {"H-METADATA-WRITES", "H-DELTA-ROLLBACK"}
 
 
