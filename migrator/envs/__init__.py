@@ -18,6 +18,7 @@ Parsing (:func:`parse_version_set`, :func:`parse_requirements_text`,
 from __future__ import annotations
 
 from migrator.envs.build import cache_dir, ensure_env, env_dir
+from migrator.envs.info import env_info, kept_answer
 from migrator.envs.versions import (
     ALIASES,
     CHECKPOINT_POSTGRES,
@@ -69,6 +70,8 @@ __all__ = [
     "current_version_set",
     "ensure_env",
     "env_dir",
+    "env_info",
+    "kept_answer",
     "known_eras",
     "load_eras",
     "normalize_name",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -48,6 +50,8 @@ MARK_INVALID_SQL = "UPDATE pg_index SET indisvalid = false WHERE indexrelid = %s
 
 #: Reference schemas built in this process: (env key, server major) -> model.
 _REFERENCES: dict[tuple[str, int], SchemaModel] = {}
+#: The code a kept reference schema depends on (:func:`build_reference`).
+REFERENCE_CODE = ("worker/op_setup.py", "worker/saver.py", "schema.py", "plan/live.py")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -262,11 +266,6 @@ def scratch_server(major: int, scratch_dsn: str | None, notes: list[str]) -> Ite
     )
 
 
-def _introspect(dsn: str) -> SchemaModel:
-    with psycopg.connect(dsn) as conn:
-        return SchemaModel.from_catalog(read_catalog(conn, "public"))
-
-
 def build_reference(
     env: envs.VersionEnv, server_dsn: str, *, timeout: float = 600.0
 ) -> SchemaModel:
@@ -297,9 +296,17 @@ def build_reference(
         ) from exc
     key = (env.version_set.key, major)
     if key not in _REFERENCES:
-        with scratch_database(server_dsn) as dsn:
-            envs.run_worker(env, "setup", {"dsn": dsn}, timeout=timeout)
-            _REFERENCES[key] = _introspect(dsn)
+
+        def build() -> dict[str, Any]:
+            with scratch_database(server_dsn) as dsn:
+                envs.run_worker(env, "setup", {"dsn": dsn}, timeout=timeout)
+                with psycopg.connect(dsn) as conn:
+                    return read_catalog(conn, "public")
+
+        # What setup() builds depends on the environment, the server's major and the
+        # code that runs and reads it: kept per environment (migrator.envs.info).
+        catalog = envs.kept_answer(env, f"reference-pg{major}", REFERENCE_CODE, build)
+        _REFERENCES[key] = SchemaModel.from_catalog(catalog)
     return _REFERENCES[key]
 
 
@@ -368,8 +375,7 @@ def target_env(
     """Build (or reuse) the target environment and read its migrations."""
     version_set = envs.parse_version_set(to_spec)
     env = envs.ensure_env(version_set, progress=progress)
-    info = envs.run_worker(env, "info", {}, timeout=timeout)
-    return env, TargetInfo.from_info(env.label, info)
+    return env, TargetInfo.from_info(env.label, envs.env_info(env, timeout=timeout))
 
 
 def make_plan(
@@ -410,13 +416,29 @@ def make_plan(
     live, probe = read_live(dsn, schema)
     from_set = envs.parse_version_set(from_spec) if from_spec else None
     env, target = env_and_target or target_env(to_spec, progress=progress, timeout=timeout)
+    notes: list[str] = []
+    major = int(live.server.get("version_num", 0)) // 10000
+    has_threads = {"checkpoints", "checkpoint_writes"} <= set(live.tables)
+    from_versions = dict(from_set.pins) if from_set else None
+    needs = scan_needs(target.versions, from_versions)
+    # The thread scan reads the live database, the reference and the rehearsal use the
+    # scratch server: independent, so they run side by side (plan takes the longer).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="plan-scan") as pool:
+        scan = pool.submit(read_data, dsn, live.schema, needs) if has_threads else None
+        if scan is not None:
+            progress("scanning the stored threads (read only)")
+        started = time.monotonic()
+        with scratch_server(major, scratch_dsn, notes) as server_dsn:
+            progress(f"building the reference schema of {target.label}")
+            reference = build_reference(env, server_dsn, timeout=timeout)
+            progress("rehearsing setup() on an empty clone of the live schema")
+            steps, rehearsed = rehearse(live, target, server_dsn, reference, notes)
+        notes.append(f"reference and rehearsal took {time.monotonic() - started:.1f}s")
+        scanned = scan.result() if scan is not None else None
     data: DataScan | None = None
     data_found: list[Hazard] = []
-    if {"checkpoints", "checkpoint_writes"} <= set(live.tables):
-        progress("scanning the stored threads (read only)")
-        from_versions = dict(from_set.pins) if from_set else None
-        needs = scan_needs(target.versions, from_versions)
-        groups, seconds = read_data(dsn, live.schema, needs)
+    if scanned is not None:
+        groups, seconds = scanned
         spec = from_spec or guess_from_spec(live, groups)
         reaches, data_found = data_hazards(
             groups,
@@ -433,15 +455,6 @@ def make_plan(
             reaches=tuple(reaches),
             needs=needs,
         )
-    notes: list[str] = []
-    major = int(live.server.get("version_num", 0)) // 10000
-    started = time.monotonic()
-    with scratch_server(major, scratch_dsn, notes) as server_dsn:
-        progress(f"building the reference schema of {target.label}")
-        reference = build_reference(env, server_dsn, timeout=timeout)
-        progress("rehearsing setup() on an empty clone of the live schema")
-        steps, rehearsed = rehearse(live, target, server_dsn, reference, notes)
-    notes.append(f"reference and rehearsal took {time.monotonic() - started:.1f}s")
     return build_plan(
         live=live,
         target=target,

@@ -207,7 +207,7 @@ def seed_canaries(
     db_version = _check_tables(dsn)
     check_ledger(dsn)
     progress(f"reading {env.label}")
-    info = envs.run_worker(env, "info", {}, timeout=timeout)
+    info = envs.env_info(env, timeout=timeout)
     note = _check_era(dsn, db_version, info, env.label)
     names = list(canaries) if canaries else None
     progress("taking the migrator lock")
