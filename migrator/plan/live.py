@@ -13,14 +13,7 @@ from psycopg import sql
 
 from migrator import envs
 from migrator.errors import ConfigError, ConnectError, MigratorError, ProvisionError
-from migrator.plan.blast import (
-    DataScan,
-    ScanNeeds,
-    ThreadGroup,
-    data_hazards,
-    scan_needs,
-    scan_threads,
-)
+from migrator.plan.blast import DataScan, data_hazards, scan_needs
 from migrator.plan.hazards import build_plan
 from migrator.plan.model import (
     ALREADY_EXISTS,
@@ -31,6 +24,7 @@ from migrator.plan.model import (
     Step,
     TargetInfo,
 )
+from migrator.plan.scan import ScanNeeds, ThreadGroup, scan_threads
 from migrator.plan.statements import _CONCURRENTLY_RE, pending_statements
 from migrator.postgres import redact_dsn, scratch_database
 from migrator.postgres.dsn import redact_text
@@ -137,7 +131,7 @@ def read_live(dsn: str, schema: str | None = None) -> tuple[SchemaModel, Connect
 def read_data(
     dsn: str, schema: str, needs: ScanNeeds | None = None
 ) -> tuple[tuple[ThreadGroup, ...], float]:
-    """Scan the stored threads (:func:`~migrator.plan.blast.scan_sql`), read only.
+    """Scan the stored threads (:func:`~migrator.plan.scan.scan_sql`), read only.
 
     Args:
         dsn: The live database.

@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-from migrator.plan.blast import (
-    UNDECIDED_TASK_ID,
-    DataScan,
-    ThreadGroup,
-    data_hazards,
-    scan_needs,
-    scan_sql,
-)
+from migrator.plan.blast import UNDECIDED_TASK_ID, DataScan, data_hazards, scan_needs
+from migrator.plan.scan import ThreadGroup, scan_sql
 
 NEWEST = {"langgraph": "1.2.24", "langgraph-checkpoint-postgres": "3.2.0"}
 BAND = {"langgraph": "1.0.1", "langgraph-checkpoint-postgres": "3.0.0"}
