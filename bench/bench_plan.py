@@ -7,8 +7,15 @@ One provisioned local cluster (on disk), one generated database (``bench/generat
   sequential scan, no parallel workers: what "reading the table once" costs);
 - ``thread scan``: :func:`migrator.plan.live.read_data`, the read-only SQL ``plan``
   runs for the data hazards' blast radius;
-- ``plan``: the whole ``plan --to current`` (introspection, the thread scan, the
-  reference and rehearsal on the same server as ``--scratch-dsn``).
+- ``plan``: the whole ``plan --to current`` in this process (introspection, the thread
+  scan, the reference and rehearsal on the same server as ``--scratch-dsn``);
+- ``plan process``: the same as a new ``langgraph-migrator plan`` process (Python's
+  start and imports included; the environment's kept answers already written).
+
+``--old-format`` first rewrites every generated row into the shape langgraph 0.2.x
+wrote (format v1, an empty ``pending_sends``, ``metadata.writes``): the era where
+every row passes the scan's filter and every thread gets the per-thread lookups. The
+rows are synthetic (real 0.2.x rows are in ``canary_fixtures/``, too few to time).
 
 Run: ``.venv/bin/python bench/bench_plan.py [--checkpoints 1000000] [--rounds 3]``, or
 ``--dsn DSN`` to measure a database ``bench/generate.py`` already filled (its server is
@@ -23,6 +30,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -60,8 +68,14 @@ def main() -> None:
     parser.add_argument("--major", type=int, default=None)
     parser.add_argument("--workdir", default=None, help="where the cluster goes (on disk)")
     parser.add_argument("--dsn", default=None, help="a database generate.py already filled")
+    parser.add_argument(
+        "--old-format", action="store_true", help="rewrite the rows as langgraph 0.2.x wrote them"
+    )
     args = parser.parse_args()
     if args.dsn:
+        settle(args.dsn)
+        if args.old_format:
+            old_format(args.dsn)
         measure(args.dsn, make_conninfo(args.dsn, dbname="postgres"), args.rounds, None)
         return
 
@@ -78,10 +92,56 @@ def main() -> None:
     try:
         with scratch_database(server) as dsn:
             stats = generate(dsn, checkpoints=args.checkpoints, kb=args.kb, progress=lambda _: None)
+            settle(dsn)
+            if args.old_format:
+                old_format(dsn)
             measure(dsn, server.dsn, args.rounds, stats)
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+OLD_FORMAT_SQL = (
+    "UPDATE checkpoints SET checkpoint = checkpoint - 'updated_channels' "
+    """|| '{"v": 1, "pending_sends": []}', metadata = metadata || """
+    """'{"writes": {"agent": {"messages": [{"lc": 1, "type": "constructor"}]}}}'"""
+)
+
+
+def old_format(dsn: str) -> None:
+    """Rewrite every row into langgraph 0.2.x's shape (v1, ``pending_sends``, ``writes``)."""
+    started = time.perf_counter()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        done = conn.execute("SELECT count(*) FROM checkpoints WHERE checkpoint ->> 'v' = '1'")
+        row = done.fetchone()
+        if row is None or not row[0]:
+            conn.execute(OLD_FORMAT_SQL)
+            conn.execute("VACUUM (FULL) checkpoints")  # no dead copies in the scans
+            conn.execute("VACUUM (ANALYZE) checkpoints")  # the visibility map FULL drops
+    print(f"rows rewritten as langgraph 0.2.x wrote them in {time.perf_counter() - started:.0f}s")
+
+
+def settle(dsn: str) -> None:
+    """``VACUUM (ANALYZE)`` the generated tables, as autovacuum soon would.
+
+    Freshly copied rows have no visibility map (every index-only scan visits the heap)
+    and no statistics: a state a live table leaves within minutes of a bulk load.
+    """
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE) checkpoints, checkpoint_writes, checkpoint_blobs")
+
+
+def plan_process(dsn: str, server_dsn: str) -> float:
+    """Seconds for a new ``langgraph-migrator plan`` process, start to exit."""
+    cli = Path(sys.executable).parent / "langgraph-migrator"
+    started = time.perf_counter()
+    subprocess.run(
+        [str(cli), "plan", "--dsn", dsn, "--scratch-dsn", server_dsn, "-q"],
+        check=False,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - started
 
 
 def measure(dsn: str, server_dsn: str, rounds: int, stats: Any) -> None:
@@ -120,7 +180,13 @@ def measure(dsn: str, server_dsn: str, rounds: int, stats: Any) -> None:
     assert plan.data is not None
     # what plan --to current (no --from) looks at
     needs = plan.data.needs
-    runs: dict[str, list[float]] = {"seq scan": [], "thread scan": [], "plan": []}
+    plan_process(dsn, server_dsn)  # warm: the kept answers
+    runs: dict[str, list[float]] = {
+        "seq scan": [],
+        "thread scan": [],
+        "plan": [],
+        "plan process": [],
+    }
     groups: Any = ()
     for round_ in range(rounds):
         order = list(runs) if round_ % 2 == 0 else list(reversed(runs))
@@ -130,6 +196,8 @@ def measure(dsn: str, server_dsn: str, rounds: int, stats: Any) -> None:
             elif name == "thread scan":
                 groups, seconds = read_data(dsn, "public", needs)
                 runs[name].append(seconds)
+            elif name == "plan process":
+                runs[name].append(plan_process(dsn, server_dsn))
             else:
                 started = time.perf_counter()
                 plan = api.plan(dsn, "current", scratch_dsn=server_dsn)
