@@ -9,12 +9,13 @@ SQL and never decodes a value (:mod:`migrator.plan.scan`):
   (1: langgraph 0.2.x, and 0.3.x before 0.3.25 with langgraph-checkpoint < 2.0.22;
   2: 0.3.x before 0.3.25 with langgraph-checkpoint >= 2.0.22; 3: 0.3.25-0.4.x;
   4: langgraph 0.5 and newer);
-- paused with pending writes (rows other than ``__interrupt__`` in
-  ``checkpoint_writes`` for the latest root checkpoint: a completed sibling's
-  writes, a failed task's error), paused inside a subgraph (a child namespace
-  has a checkpoint at or after the latest root one: checkpoint ids are
+- paused with writes of ordinary (non-``Send``) tasks on the latest root checkpoint (a
+  completed sibling's results, a failed task's error, an interrupt: langgraph >=
+  0.3.17 no longer attaches them to their task), paused inside a subgraph (a child
+  namespace has a checkpoint at or after the latest root one: checkpoint ids are
   time-ordered), holding a pending interrupt (an ``__interrupt__`` write) -- looked
-  up only for the threads whose format a hazard of the target judges by them;
+  up only for the threads whose format a hazard of the target judges by them
+  (:mod:`migrator.plan.scan` says how);
 - holding pending sends in the checkpoint JSON (checkpoint-postgres 1.0.0),
   ``metadata.writes`` with ``lc`` envelopes, and ``DeltaChannel`` threads (the
   metadata markers checkpoint-postgres 3.2.0's ``PRUNE_DELTA_THREADS_SQL`` uses) --
@@ -52,7 +53,8 @@ DELTA_FROM = (1, 2)
 
 #: What each flag means, for reports.
 FLAG_TEXT: Mapping[str, str] = {
-    "pending": "paused with pending writes (completed siblings, errors)",
+    "pending": "paused with writes of ordinary (non-Send) tasks (completed siblings, "
+    "errors, interrupts)",
     "paused_subgraph": "paused inside a subgraph",
     "interrupt": "holding a pending interrupt",
     "sends": "holding pending sends in the checkpoint JSON",
@@ -76,7 +78,7 @@ class Reach:
 
     Attributes:
         hazard: The hazard id.
-        what: Which threads (``paused with pending writes, format v1``).
+        what: Which threads (``paused inside a subgraph, format v1``).
         threads: How many.
         thread_ids: The first :data:`SAMPLE` ids, sorted.
         breaking: True when the target reads or resumes them wrongly (plan is UNSAFE).
@@ -275,7 +277,7 @@ def data_hazards(
         r = _reach(
             groups,
             "H-TASK-ID",
-            "paused with pending writes or inside a subgraph, in a checkpoint format "
+            "paused with writes of ordinary tasks or inside a subgraph, in a checkpoint format "
             f"langgraph < 0.3.17 writes ({formats})" + cured_note,
             task_id_breaking,
             lambda g: old(g) and bool({"pending", "paused_subgraph"} & g.flags),
@@ -389,7 +391,8 @@ UNDECIDED_TASK_ID = (
 
 _MEANING: Mapping[str, str] = {
     "H-TASK-ID": "the target derives task ids differently (langgraph >= 0.3.17): on resume it "
-    "orphans pending writes, re-runs completed nodes and restarts paused subgraphs",
+    "orphans pending writes, re-runs completed nodes and restarts paused subgraphs; "
+    "get_state loses their errors and interrupts",
     "H-INTERRUPT-RESUME": "resuming an interrupt() written by langgraph 0.2.x raises "
     "TypeError: 'Interrupt' object is not subscriptable on the target",
     "H-SEND-DROPPED": "paused Send tasks stored in the checkpoint JSON are dropped by the "

@@ -5,8 +5,16 @@ what they need to see (:class:`ScanNeeds`); this module builds and runs the SQL 
 sees it (:func:`scan_sql`, :func:`scan_threads`) and never decodes a value:
 
 - the era of each thread: the ``"v"`` of its latest root checkpoint's JSON;
-- paused with pending writes, paused inside a subgraph, holding a pending interrupt --
-  looked up only for the threads whose format a hazard of the target judges by them;
+- paused with writes of ordinary tasks, paused inside a subgraph, holding a pending
+  interrupt -- looked up only for the threads whose format a hazard of the target
+  judges by them. langgraph >= 0.3.17 derives an ordinary (pull) task's id from
+  different inputs, so its writes on the latest root checkpoint (a completed
+  sibling's results, an error, an interrupt) no longer attach to it: completed nodes
+  re-run, errors and interrupts vanish from ``get_state``. A ``Send`` (push) task's id
+  did not change: its writes are kept. The rows do not say which task is which
+  without re-hashing, so a thread counts when more tasks wrote on its latest root
+  checkpoint than there were ``Send`` s (``__pregel_tasks`` writes on its parent): a
+  Send task that wrote nothing can hide one ordinary writer (a lower bound);
 - pending sends in the checkpoint JSON (checkpoint-postgres 1.0.0), ``metadata.writes``
   with ``lc`` envelopes, and ``DeltaChannel`` threads (the metadata markers
   checkpoint-postgres 3.2.0's ``PRUNE_DELTA_THREADS_SQL`` uses).
@@ -23,6 +31,8 @@ import psycopg
 
 #: Thread ids listed per finding.
 SAMPLE = 20
+#: langgraph's task id for writes no task made (NULL_TASK_ID): no task to lose them.
+NO_TASK_ID = "00000000-0000-0000-0000-000000000000"
 #: The newest checkpoint format: rows of it need no per-row look at the JSON beyond "v".
 LATEST_FORMAT = "4"
 #: A key every row of a format before v4 carries and no v4 writer adds: the Checkpoint
@@ -111,7 +121,8 @@ WITH ids AS MATERIALIZED (
     FROM checkpoints
     GROUP BY thread_id
 ), odd AS MATERIALIZED (
-    SELECT thread_id, checkpoint_ns, checkpoint_id, checkpoint ->> 'v' AS fmt,
+    SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
+           checkpoint ->> 'v' AS fmt,
            coalesce((checkpoint -> 'pending_sends')
                     NOT IN ('[]'::jsonb, '["json", "W10="]'::jsonb), false) AS sends,
            {lc_test} AS lc_writes, {delta_test} AS delta
@@ -126,13 +137,16 @@ WITH ids AS MATERIALIZED (
                 ELSE %(latest_fmt)s END AS fmt,
            coalesce(bool_or(o.sends) FILTER (
                WHERE o.checkpoint_ns = '' AND o.checkpoint_id = i.latest), false) AS sends,
+           max(o.parent_checkpoint_id) FILTER (
+               WHERE o.checkpoint_ns = '' AND o.checkpoint_id = i.latest) AS parent,
            bool_or(o.lc_writes) AS lc_writes, bool_or(o.delta) AS delta
     FROM odd o
     JOIN ids i ON i.thread_id = o.thread_id
     GROUP BY i.thread_id, i.latest
 ), looked AS (
     SELECT t.thread_id, coalesce(s.child_latest >= t.latest, false) AS subgraph,
-           coalesce(w.pending, false) AS pending, coalesce(w.interrupt, false) AS interrupt
+           coalesce(w.writers, 0) > coalesce(p.sends, 0) AS pending,
+           coalesce(w.interrupt, false) AS interrupt
     FROM oddthreads t
     LEFT JOIN LATERAL (
         SELECT max(c.checkpoint_id) AS child_latest
@@ -140,11 +154,17 @@ WITH ids AS MATERIALIZED (
         WHERE c.thread_id = t.thread_id AND c.checkpoint_ns > ''
     ) s ON true
     LEFT JOIN LATERAL (
-        SELECT bool_or(w.channel <> '__interrupt__') AS pending,
+        SELECT count(DISTINCT w.task_id) FILTER (WHERE w.task_id <> %(no_task)s) AS writers,
                bool_or(w.channel = '__interrupt__') AS interrupt
         FROM checkpoint_writes w
         WHERE w.thread_id = t.thread_id AND w.checkpoint_ns = '' AND w.checkpoint_id = t.latest
     ) w ON true
+    LEFT JOIN LATERAL (
+        SELECT count(*) AS sends
+        FROM checkpoint_writes p
+        WHERE p.thread_id = t.thread_id AND p.checkpoint_ns = '' AND p.checkpoint_id = t.parent
+          AND p.channel = '__pregel_tasks'
+    ) p ON true
     WHERE t.fmt = ANY(%(lookup_fmts)s::text[])
 ), tagged AS MATERIALIZED (
     SELECT i.thread_id,
@@ -173,7 +193,7 @@ FROM groups g
 def scan_sql(needs: ScanNeeds) -> str:
     """The thread scan for ``needs``: no per-row test a hazard of the pair does not use.
 
-    Parameters: ``sample``, ``latest_fmt``, ``lookup_fmts`` (:func:`scan_params`).
+    Parameters: ``sample``, ``latest_fmt``, ``lookup_fmts``, ``no_task`` (:func:`scan_params`).
     """
     odd = [f"checkpoint ? {_PRE_V4_KEY}"]
     if needs.delta:
@@ -187,7 +207,12 @@ def scan_sql(needs: ScanNeeds) -> str:
 
 def scan_params(needs: ScanNeeds) -> dict[str, Any]:
     """The parameters of :func:`scan_sql`."""
-    return {"sample": SAMPLE, "latest_fmt": LATEST_FORMAT, "lookup_fmts": needs.lookup_fmts}
+    return {
+        "sample": SAMPLE,
+        "latest_fmt": LATEST_FORMAT,
+        "lookup_fmts": needs.lookup_fmts,
+        "no_task": NO_TASK_ID,
+    }
 
 
 #: The flags a thread can carry, as the scan names them.

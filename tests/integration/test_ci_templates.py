@@ -172,7 +172,7 @@ def task_path_columns(dsn: str) -> int:
 
 #: The 2.0.8 fixture's threads that H-TASK-ID reaches: plan calls a database holding
 #: them UNSAFE, and the hook stops there (test_hook_stops_on_threads_at_risk).
-AT_RISK_208 = ("canary:failed_node", "canary:subgraph")
+AT_RISK_208 = ("canary:failed_node", "canary:interrupt_fn", "canary:subgraph")
 
 
 @pytest.fixture

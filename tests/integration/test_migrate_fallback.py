@@ -124,7 +124,7 @@ class _LockWatch:
 
 #: The 2.0.8 fixture's threads that H-TASK-ID reaches (paused with pending writes or
 #: inside a subgraph): with no canary to prove them, migrate treats them as drift.
-AT_RISK_208 = ("canary:failed_node", "canary:subgraph")
+AT_RISK_208 = ("canary:failed_node", "canary:interrupt_fn", "canary:subgraph")
 
 
 def _import_208_without_threads_at_risk(dsn: str) -> None:

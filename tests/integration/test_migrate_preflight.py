@@ -31,7 +31,7 @@ def test_the_prompt_comes_before_any_change_and_no_changes_nothing(pg_default, t
         )
         assert catalog_state(dsn) == before  # asked first: no setup(), no ledger, no backup
     assert len(asked) == 1
-    assert asked[0].startswith("2 stored thread(s) are at risk (H-TASK-ID: 2 thread(s) (")
+    assert asked[0].startswith("3 stored thread(s) are at risk (H-TASK-ID: 3 thread(s) (")
     assert "Migrate with the dump/restore fallback" in asked[0]
     assert isinstance(outcome.error, VerificationError) and outcome.error.exit_code == 1
     assert outcome.report.verdict == "fail"

@@ -58,10 +58,16 @@ def test_2_0_8_to_current_names_task_id_with_the_threads_at_risk(pg_default, db)
     plan = api.plan(db, "current", scratch_dsn=pg_default.dsn)
     assert catalog_state(db) == before  # read only
     task_id = _reach(plan, "H-TASK-ID")
-    assert task_id["threads"] == 2
-    assert task_id["thread_ids"] == ["canary:failed_node", "canary:subgraph"]
+    assert task_id["threads"] == 3
+    # failed_node: a completed sibling's writes; interrupt_fn: an ordinary node's
+    # interrupt (it vanishes from get_state: the gate's drift fails it too); subgraph
+    assert task_id["thread_ids"] == [
+        "canary:failed_node",
+        "canary:interrupt_fn",
+        "canary:subgraph",
+    ]
     assert task_id["breaking"]
-    assert plan.data.at_risk == 2
+    assert plan.data.at_risk == 3
     assert plan.data.by_format() == {"1": 9}
     assert "H-TASK-ID" in _errors(plan)
     assert plan.unsafe and not plan.blocking  # migrate still runs (verify + fallback)
@@ -115,9 +121,9 @@ def test_cli_plan_json_carries_counts_and_exit_1(pg_default, db):
     )
     assert proc.returncode == 1, proc.stderr
     data = json.loads(proc.stdout)["data"]
-    assert data["at_risk"] == 2
+    assert data["at_risk"] == 3
     assert data["counts"]["paused_subgraph"] == 1
-    assert data["counts"]["pending"] == 1
+    assert data["counts"]["pending"] == 2
     assert data["counts"]["interrupt"] == 1
     assert {r["hazard"] for r in data["reaches"]} == {"H-TASK-ID", "H-METADATA-WRITES"}
 
@@ -208,7 +214,11 @@ def test_scan_reads_no_metadata_when_no_metadata_hazard_applies(db, no_metadata_
     reaches, _ = data_hazards(groups, NEWEST)
     first = {r.hazard: r for r in reversed(reaches)}  # each hazard's head reach
     assert first["H-METADATA-WRITES"].thread_ids == ("canary:messages", "canary:rich_values")
-    assert first["H-TASK-ID"].thread_ids == ("canary:failed_node", "canary:subgraph")
+    assert first["H-TASK-ID"].thread_ids == (
+        "canary:failed_node",
+        "canary:interrupt_fn",
+        "canary:subgraph",
+    )
 
 
 def test_the_latest_root_checkpoint_decides_a_threads_format(db):
@@ -227,9 +237,9 @@ def test_the_latest_root_checkpoint_decides_a_threads_format(db):
     assert scan.by_format() == {"1": 8, "4": 1}
     reaches, _ = data_hazards(groups, NEWEST)
     task_id = next(r for r in reaches if r.hazard == "H-TASK-ID")
-    assert (task_id.threads, task_id.thread_ids) == (1, ("canary:subgraph",))
-    # pending writes are looked up for v1/v2 threads only: the v4 thread's are not counted
-    assert scan.count("pending") == 0 and scan.count("paused_subgraph") == 1
+    assert (task_id.threads, task_id.thread_ids) == (2, ("canary:interrupt_fn", "canary:subgraph"))
+    # writes are looked up for v1/v2 threads only: the v4 thread's are not counted
+    assert scan.count("pending") == 1 and scan.count("paused_subgraph") == 1
 
 
 @pytest.mark.parametrize("era", ["1.0.0", "2.0.8", "2.0.12", "2.0.25", "3.0.1"])
@@ -277,3 +287,59 @@ def test_a_thread_without_root_checkpoints_and_delta_threads_below_1_2(db):
     groups, _ = read_data(db, "public", scan_needs(NEWEST))
     assert DataScan(groups).count("delta") == 0  # not looked for: 1.2.22 reads them
     assert not [r for r in data_hazards(groups, NEWEST)[0] if r.hazard == "H-DELTA-ROLLBACK"]
+
+
+def _latest_and_parent(conn: psycopg.Connection[Any], thread: str) -> tuple[str, str]:
+    """(latest root checkpoint id, its parent's) of ``thread``."""
+    row = conn.execute(
+        "SELECT checkpoint_id, parent_checkpoint_id FROM checkpoints "
+        "WHERE thread_id = %s AND checkpoint_ns = '' ORDER BY checkpoint_id DESC LIMIT 1",
+        (thread,),
+    ).fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
+def test_writes_of_send_tasks_are_kept_those_of_ordinary_tasks_are_not(db):
+    """A Send (push) task's id is derived the same way by langgraph 0.2.x and the newest;
+    an ordinary (pull) task's is not (it hashes its trigger channels' names, which
+    changed). Measured with checkpoint-postgres 2.0.10 / langgraph 0.2.61 against 1.2.24:
+    a fan-out whose Send worker failed or paused resumes identically, while an ordinary
+    node's interrupt vanishes from get_state and a completed ordinary sibling re-runs.
+    The scan counts a thread when more tasks wrote on its latest root checkpoint than
+    there were Sends (``__pregel_tasks`` writes on its parent). The rows here are shaped
+    like those runs' rows, on a 2.0.8 fixture thread."""
+    fixtures.import_tables(db, ROOT / "2.0.8")
+    thread = "canary:interrupt_fn"
+    with psycopg.connect(db, autocommit=True) as conn:
+        latest, parent = _latest_and_parent(conn, thread)
+
+        def write(checkpoint: str, task: str, idx: int, channel: str) -> None:
+            conn.execute(
+                "INSERT INTO checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id, "
+                "task_id, idx, channel, type, blob) VALUES (%s, '', %s, %s, %s, %s, 'json', "
+                "'null')",
+                (thread, checkpoint, task, idx, channel),
+            )
+
+        def counted() -> bool:
+            groups, _ = read_data(db, "public", scan_needs(NEWEST))
+            reaches, _ = data_hazards(groups, NEWEST)
+            return any(r.hazard == "H-TASK-ID" and thread in r.thread_ids for r in reaches)
+
+        # as seeded: an ordinary node's interrupt, no Send -- the newest loses it
+        assert counted()
+        # three Sends; two workers finished, the third failed: all three are push tasks
+        conn.execute(
+            "DELETE FROM checkpoint_writes WHERE thread_id = %s AND checkpoint_id = %s",
+            (thread, latest),
+        )
+        for i in range(3):
+            write(parent, "fanout", i, "__pregel_tasks")
+        write(latest, "send-a", 0, "results")
+        write(latest, "send-b", 0, "results")
+        write(latest, "send-c", -1, "__error__")
+        assert not counted()
+        # an ordinary sibling finished in the same step: its writes would be orphaned
+        write(latest, "sibling", 0, "log")
+        assert counted()
