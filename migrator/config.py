@@ -70,6 +70,7 @@ class CheckSettings:
     threads_from: str | None = None
     fallback: str = "dump-restore"
     accept_fallback: bool = False
+    accept_hazards: tuple[str, ...] = ()
     policy_file: Path | None = None
     pyproject: Path | None = None
     worker_timeout: float = 600.0

@@ -75,17 +75,20 @@ class Policy:
         benign: Path patterns whose differences are downgraded to ``benign``.
         hazards_ignore: Hazard ids whose differences are reported as ``ignored``.
         source: Where the policy was read from (for reports), or None.
+        accepted: Hazard ids the operator accepted for this run (``--accept-hazard``):
+            their differences are reported as ``ignored``, naming the flag.
     """
 
     ignore: tuple[str, ...] = ()
     benign: tuple[str, ...] = ()
     hazards_ignore: tuple[str, ...] = ()
     source: str | None = None
+    accepted: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
         """True when the policy changes nothing."""
-        return not (self.ignore or self.benign or self.hazards_ignore)
+        return not (self.ignore or self.benign or self.hazards_ignore or self.accepted)
 
     def classify(
         self, path: str, hazard: str | None = None
@@ -105,6 +108,8 @@ class Policy:
         for pattern in self.ignore:
             if match_path(pattern, path):
                 return "ignored", f"policy:ignore:{pattern}"
+        if hazard is not None and hazard in self.accepted:
+            return "ignored", f"accepted:{hazard} (--accept-hazard)"
         if hazard is not None and hazard in self.hazards_ignore:
             return "ignored", f"policy:hazards_ignore:{hazard}"
         for pattern in self.benign:
@@ -119,6 +124,7 @@ class Policy:
             "benign": list(self.benign),
             "hazards_ignore": list(self.hazards_ignore),
             "source": self.source,
+            "accepted": list(self.accepted),
         }
 
 

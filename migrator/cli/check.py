@@ -116,6 +116,15 @@ from migrator.serde.options import strict_options
     "(your deploy then runs `migrate --fallback dump-restore`).",
 )
 @click.option(
+    "--accept-hazard",
+    "accept_hazards",
+    multiple=True,
+    metavar="ID",
+    help="A data hazard you accept (repeatable, e.g. H-METADATA-WRITES): its differences "
+    "are reported as ignored and a check it alone fails as a warning, as `migrate "
+    "--accept-hazard` accepts it for the stored threads.",
+)
+@click.option(
     "--if-changed",
     is_flag=True,
     help="For CI on lock-file changes: a --to that pins the same version set as --from "
@@ -145,6 +154,7 @@ def upgrade_check(
     html_out: Path | None,
     fallback: str,
     accept_fallback: bool,
+    accept_hazards: tuple[str, ...],
     if_changed: bool,
     show_values: bool,
     timeout: float,
@@ -159,7 +169,9 @@ def upgrade_check(
     (0 < 1 < 3 < 2: a target that could not be checked outweighs a failed one).
     """
     from migrator import report as reports
+    from migrator.plan import check_hazard_ids
 
+    accepted = check_hazard_ids(accept_hazards)
     if if_changed:
         from migrator.gate import changed_targets
 
@@ -185,6 +197,7 @@ def upgrade_check(
         threads_from=threads_from,
         fallback=fallback,
         accept_fallback=accept_fallback,
+        accept_hazards=accepted,
         policy_file=policy_file,
         pyproject=pyproject if pyproject.is_file() else None,
         worker_timeout=timeout,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from migrator.compare import Diff
@@ -100,4 +101,22 @@ def read_check(
                 hazards=(hazard,) if err else (),
             )
         )
+    return out
+
+
+def accept_hazards(checks: Sequence[Check], accepted: Sequence[str]) -> list[Check]:
+    """A failed check whose hazards are all in ``accepted`` becomes a warning, saying so.
+
+    ``--accept-hazard``: the operator knows the threads a hazard reaches and takes it
+    (the same flag as ``migrate``'s). A failure with no hazard named, or with one
+    that is not accepted, still fails.
+    """
+    out: list[Check] = []
+    for c in checks:
+        if c.status == "fail" and c.hazards and set(c.hazards) <= set(accepted):
+            taken = ", ".join(c.hazards)
+            c = replace(
+                c, status="warn", summary=f"{c.summary} (accepted: --accept-hazard {taken})"
+            )
+        out.append(c)
     return out

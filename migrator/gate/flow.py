@@ -29,7 +29,13 @@ from migrator import envs
 from migrator.compare import compare_resumes, compare_snapshots
 from migrator.config import CheckSettings
 from migrator.errors import ConfigError, MigratorError, WorkerError
-from migrator.gate.checks import diff_checks, read_check, seed_check, threads_request
+from migrator.gate.checks import (
+    accept_hazards,
+    diff_checks,
+    read_check,
+    seed_check,
+    threads_request,
+)
 from migrator.gate.fallback import fallback
 from migrator.gate.schema import in_place, migrate_schema
 from migrator.gate.scratch import Progress, Run
@@ -183,6 +189,8 @@ def _run(settings: CheckSettings, progress: Progress, *, several: bool) -> Targe
     old_vs = envs.parse_version_set(settings.from_spec)
     targets, notes = _targets(settings, old_vs)
     policy: Policy = load_policy(settings.pyproject, settings.policy_file)
+    if settings.accept_hazards:
+        policy = dataclasses.replace(policy, accepted=settings.accept_hazards)
     if settings.threads and not _threads_source(settings):
         raise ConfigError(
             "--thread needs the database that holds the thread.",
@@ -508,6 +516,14 @@ def _check_target(
         checks, main, golden.get("versions", {}), after.get("versions", {})
     )
     checks = annotate_checks(checks, after, new_vs.label)
+    if policy.accepted:
+        checks = accept_hazards(checks, policy.accepted)
+        notes.append(
+            "accepted (--accept-hazard): "
+            + ", ".join(policy.accepted)
+            + ": their differences are reported as ignored, and a check they alone fail "
+            "as a warning"
+        )
     if not last:
         run.drop(mine)  # a finished target's copies: the next one starts from the seed
     return Report(

@@ -418,8 +418,9 @@ _FIX: Mapping[str, str] = {
     "H-SEND-DROPPED": "deploy with `langgraph-migrator migrate --from {spec} --fallback "
     "dump-restore` (dumps through the old saver)",
     "H-METADATA-WRITES": "read message writes from channel values, not metadata['writes']; "
-    "upgrade-check reports the changed metadata as breaking drift unless your policy says "
-    'hazards_ignore = ["H-METADATA-WRITES"] (docs/configuration.md)',
+    "upgrade-check reports the changed metadata as breaking drift unless you pass "
+    "--accept-hazard H-METADATA-WRITES or your policy says hazards_ignore = "
+    '["H-METADATA-WRITES"] (docs/configuration.md)',
     "H-DELTA-ROLLBACK": "keep a backup from before the upgrade; do not roll back below "
     "langgraph 1.2 once these threads exist",
 }

@@ -149,3 +149,10 @@ def test_if_changed_keeps_a_target_that_moves_a_checkpoint_package(tmp_path):
     unpinned = tmp_path / "unpinned.txt"  # cannot tell: checked
     unpinned.write_text("langgraph==0.2.56\nlanggraph-checkpoint-postgres==2.0.8\n")
     assert changed_targets(str(files["base"]), [str(unpinned)])[0] == [str(unpinned)]
+
+
+def test_an_unknown_accepted_hazard_is_a_usage_error(tmp_path, server_dsn):
+    proc = _run(["--from", OLD, "--pg", server_dsn, "--accept-hazard", "H-NOPE"], tmp_path)
+    assert proc.returncode == 2
+    line = _error_line(proc)
+    assert "'H-NOPE' is not a data hazard" in line and "H-METADATA-WRITES" in line

@@ -15,6 +15,7 @@ Nothing here depends on checkpoint ids, task ids or timings.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -307,3 +308,24 @@ def test_interrupt_resume_fails_on_langgraph_1_0(reports: Mapping[str, Report]) 
     assert "'Interrupt' object is not subscriptable" in error["new"]
     # the newest langgraph resumes the same thread fine
     assert _check(reports["2.0.8->current"], "resume", "interrupt_fn").status == "pass"
+
+
+def test_an_accepted_hazard_no_longer_fails_the_gate(pg_default: Server) -> None:
+    """plan rates H-METADATA-WRITES a warning; the gate's drift calls it breaking.
+    ``--accept-hazard`` (migrate's flag) lets the operator take it in the gate too: its
+    differences are ignored, naming the flag, and the verdict follows; others still fail."""
+    pg = PgChoice(provider="url", dsn=pg_default.dsn)
+    base = CheckSettings(
+        from_spec=CP + "2.0.8", pg=pg, canaries=("messages", "failed_node"), fallback="none"
+    )
+    plain = upgrade_check(base)
+    assert _check(plain, "drift", "messages").status == "fail"
+    accepted = upgrade_check(dataclasses.replace(base, accept_hazards=("H-METADATA-WRITES",)))
+    drift = _check(accepted, "drift", "messages")
+    assert drift.status == "pass", drift.summary
+    ignored = [d for d in drift.differences if d.get("severity") == "ignored"]
+    assert ignored and all("--accept-hazard" in str(d.get("rule")) for d in ignored)
+    assert any("accepted (--accept-hazard): H-METADATA-WRITES" in n for n in accepted.notes)
+    # H-TASK-ID was not accepted: the failed node's resume still fails the gate
+    assert _check(accepted, "resume", "failed_node").status == "fail"
+    assert accepted.verdict == "fail"
