@@ -316,6 +316,38 @@ def _raise_stopped(
     raise WorkerError(f"worker {op} {what} {where}", stderr=stderr, kind="timeout") from None
 
 
+#: What langgraph logged in this process's workers: ``(where, message)``, in order.
+_LOGGED: list[tuple[str, str]] = []
+_LOGGED_LOCK = threading.Lock()
+
+
+def _keep_log(where: str, log: Any) -> None:
+    if not isinstance(log, list):
+        return
+    with _LOGGED_LOCK:
+        for message in log:
+            entry = (where, str(message))
+            if entry not in _LOGGED:
+                _LOGGED.append(entry)
+
+
+def drain_worker_log() -> list[str]:
+    """What langgraph logged (warnings and worse) in the workers since the last drain.
+
+    A worker hands its ops' langgraph warnings back with the answer
+    (:mod:`migrator.worker.logcapture`): "Task … wrote to unknown channel …, ignoring
+    it" (writes the new graph drops), "Deserializing unregistered type …". Commands
+    put them in their report's notes, once each.
+
+    Returns:
+        ``"<message> (<where>)"`` lines, each distinct message once.
+    """
+    with _LOGGED_LOCK:
+        taken = list(_LOGGED)
+        _LOGGED.clear()
+    return [f"{message} ({where})" for where, message in taken]
+
+
 def _interpret(op: str, where: str, out: bytes, stderr: str, exit_desc: str) -> dict[str, Any]:
     """The op's result from the worker's response bytes, or the error it reported."""
     try:
@@ -332,6 +364,7 @@ def _interpret(op: str, where: str, out: bytes, stderr: str, exit_desc: str) -> 
             kind="crash",
         )
     if response["ok"]:
+        _keep_log(where, response.get("log"))
         result = response.get("result")
         return result if isinstance(result, dict) else {}
     error = response.get("error") or {}

@@ -516,5 +516,7 @@ def _report(run: _Run, plan: Plan, started: float) -> Report:
         versions=dict(plan.versions),
         server={"database": plan.database, "version": plan.server_version},
         timings=dict(run.timings),
-        notes=tuple(run.notes) + tuple(plan.notes),
+        notes=tuple(run.notes)
+        + tuple(plan.notes)
+        + tuple(f"langgraph said: {m}" for m in envs.drain_worker_log()),
     )

@@ -524,6 +524,7 @@ def _check_target(
             + ": their differences are reported as ignored, and a check they alone fail "
             "as a warning"
         )
+    notes.extend(f"langgraph said: {m}" for m in envs.drain_worker_log())
     if not last:
         run.drop(mine)  # a finished target's copies: the next one starts from the seed
     return Report(

@@ -15,7 +15,7 @@ import re
 import sys
 from typing import Any
 
-from migrator.worker import lifeline, priority, protocol
+from migrator.worker import lifeline, logcapture, priority, protocol
 
 _OP_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -41,10 +41,14 @@ def _run(argv: list[str], stdin_data: bytes) -> dict[str, Any]:
         if not isinstance(request, dict):
             raise TypeError(f"request must be a JSON object, got {type(request).__name__}")
         module = _load_op(argv[0])
-        result = module.run(request)
+        with logcapture.capture() as logged:
+            result = module.run(request)
         if not isinstance(result, dict):
             raise TypeError(f"op {argv[0]!r} returned {type(result).__name__}, not a dict")
-        return protocol.ok_response(result)
+        response = protocol.ok_response(result)
+        if logged:
+            response["log"] = logged
+        return response
     except (Exception, SystemExit) as exc:  # every failure is reported as data
         return protocol.error_response(exc)
 

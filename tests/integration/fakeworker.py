@@ -72,6 +72,20 @@ FAKE_OPS = {
             print("printed by a library")
             return {"pid": os.getpid(), "ppid": os.getppid(), "echo": request}
         """,
+    "langgraph_warns": """
+        import dataclasses
+        from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+        @dataclasses.dataclass
+        class Parcel:
+            weight: int
+
+        def run(request):
+            serde = JsonPlusSerializer()
+            for _ in range(3):  # langgraph warns once per type and process
+                value = serde.loads_typed(serde.dumps_typed(Parcel(3)))
+            return {"weight": value.weight}
+        """,
     "leave": """
         import sys
         def run(request):

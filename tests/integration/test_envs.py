@@ -204,6 +204,22 @@ def test_info_in_current_env(current_env: VersionEnv) -> None:
     assert len(info["migrations"]) >= 10
 
 
+def test_what_langgraph_logs_in_a_worker_reaches_the_host_once(
+    current_env: VersionEnv, fake_worker_root: Path
+) -> None:
+    """langgraph's warnings (here a type deserialized without being allowed) come back
+    with the op's answer; commands put them in their report's notes."""
+    envs.drain_worker_log()
+    for _ in range(2):
+        got = run_worker(current_env, "langgraph_warns", {}, worker_path=fake_worker_root)
+        assert got == {"weight": 3}
+    said = envs.drain_worker_log()
+    assert len(said) == 1, said
+    assert "Deserializing unregistered type" in said[0] and "Parcel" in said[0], said
+    assert f"(in env {current_env.label})" in said[0], said
+    assert envs.drain_worker_log() == []
+
+
 def test_unknown_op(current_env: VersionEnv) -> None:
     with pytest.raises(WorkerError) as info:
         run_worker(current_env, "no_such_op", {})
