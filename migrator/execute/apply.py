@@ -445,9 +445,10 @@ def refuse_unproven(
     run.checks.append(Check("preflight", "fail", summary, hazards=hazards))
     return VerificationError(
         f"{summary}. Nothing was changed.",
-        hint=f"cure them: `langgraph-migrator migrate --dsn <same DSN> --from {spec} "
+        hint=f'cure them: `langgraph-migrator migrate --dsn "$DSN" --from {spec} '
         f"--fallback dump-restore`; prove them: `langgraph-migrator upgrade-check --from {spec} "
-        f"--threads-from <same DSN> {threads}`; or accept the risk: {ids}",
+        f'--threads-from "$DSN" {threads}`; or accept the risk: {ids} ($DSN: the DSN this '
+        "run was given; the tool never prints one with its password)",
     )
 
 
