@@ -346,10 +346,16 @@ def restore(
     """
     import os
 
+    from migrator.app.profile import active_profile
     from migrator.dumprestore import restore_dump
     from migrator.dumprestore.manifest import read_allow_file
 
-    allowed = list(allow_types) + (read_allow_file(allow_file) if allow_file else [])
+    profile = active_profile()
+    allowed = (
+        list(allow_types)
+        + (read_allow_file(allow_file) if allow_file else [])
+        + list(profile.allow_types if profile else ())
+    )
     env = envs.ensure_env(envs.parse_version_set(to_spec), progress=progress)
     # User transforms and graphs are imported from the app's checkout (cwd).
     search = [str(envs.worker_source_dir()), os.getcwd()]

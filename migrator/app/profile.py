@@ -17,6 +17,7 @@ Keys::
     thread_graph = "shop.routing:graph_of"   # optional f(thread_id, metadata)
     requirements = ["pydantic>=2"]       # or "requirements-app.txt"
     key_env = "LANGGRAPH_AES_KEY"        # optional: the variable an encrypting serde reads
+    allow_types = ["shop.models.Order"]  # optional: classes `restore` may rebuild
 
 ``key_env`` names the environment variable the app's encrypting serializer takes
 its key from (``docs/encrypted-checkpoints.md``): commands check it is set before
@@ -40,12 +41,15 @@ from migrator.errors import ConfigError
 
 APP_TABLE = "app"
 WORKER_ENV_VAR = "LANGGRAPH_MIGRATOR_WORKER_APP"
-_KEYS = frozenset({"paths", "graphs", "serde", "thread_graph", "requirements", "key_env"})
+_KEYS = frozenset(
+    {"paths", "graphs", "serde", "thread_graph", "requirements", "key_env", "allow_types"}
+)
 #: Worker environment variable naming ``key_env`` (:mod:`migrator.worker.cipher`).
 WORKER_KEY_ENV_VAR = "LANGGRAPH_MIGRATOR_WORKER_KEY_ENV"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _GRAPH_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+_CLASS = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,8 @@ class AppProfile:
             environments built from a bare spec.
         key_env: The environment variable the app's encrypting serializer
             reads its key from, or None.
+        allow_types: The app's own classes (``module.Qualname``) a ``restore`` may
+            rebuild from a dump, added to ``--allow-type`` (exact names only).
     """
 
     source: Path | None = None
@@ -73,6 +79,7 @@ class AppProfile:
     thread_graph: str | None = None
     requirements: tuple[str, ...] = ()
     key_env: str | None = None
+    allow_types: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -89,13 +96,14 @@ class AppProfile:
             "thread_graph": self.thread_graph,
             "requirements": list(self.requirements),
             "key_env": self.key_env,
+            "allow_types": list(self.allow_types),
         }
 
     def worker_env(self) -> dict[str, str]:
         """The environment variable that carries the profile to a worker."""
         if self.empty:
             return {}
-        skip = ("source", "requirements", "key_env")
+        skip = ("source", "requirements", "key_env", "allow_types")
         data = {k: v for k, v in self.to_dict().items() if k not in skip}
         out = {WORKER_ENV_VAR: json.dumps(data, sort_keys=True)}
         if self.key_env:
@@ -288,7 +296,22 @@ def load_profile(
             else ()
         ),
         key_env=_key_env(key_env, table, source),
+        allow_types=_allow_types(table.get("allow_types", []), _where(source, "allow_types")),
     )
+
+
+def _allow_types(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(
+            f"{where}: must be a list of class names.", hint='allow_types = ["shop.models.Order"]'
+        )
+    for name in value:
+        if not _CLASS.match(name):
+            raise ConfigError(
+                f"{where}: {name!r} is not module.Qualname.",
+                hint="name each class exactly, e.g. shop.models.Order (no wildcards)",
+            )
+    return tuple(dict.fromkeys(value))
 
 
 def _key_env(flag: str | None, table: Mapping[str, Any], source: Path | None) -> str | None:

@@ -25,17 +25,12 @@ from typing import Any
 
 from migrator.errors import ConfigError
 from migrator.worker.classpath import is_allowed
+from migrator.worker.dumpencode import BUILTIN_CLASSES
 
 MANIFEST_FORMAT = "langgraph-migrator/dump-manifest@1"
 MANIFEST_SUFFIX = ".manifest.json"
-#: Classes every restore may rebuild (the new saver's own types).
-BUILTIN_ALLOWED = (
-    "langgraph.types.Send",
-    "langgraph.types.Interrupt",
-    # A DeltaChannel's snapshot blob (langgraph >= 1.2): restored as such, so the
-    # channel's ancestors replay from it exactly as before (H-DELTA-ROLLBACK).
-    "langgraph.checkpoint.serde.types._DeltaSnapshot",
-)
+#: Classes every restore may rebuild (the worker's own list: one list for both sides).
+BUILTIN_ALLOWED = BUILTIN_CLASSES
 _HINT = "re-run `langgraph-migrator dump`; never edit a dump or its manifest"
 _SHARD_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 

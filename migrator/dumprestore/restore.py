@@ -167,7 +167,8 @@ def restore_dump(
     if refused:
         raise ConfigError(
             f"the dump contains types outside the allowlist: {', '.join(refused)}.",
-            hint="review them, then pass --allow-type CLASS for each (or --allow-file FILE)",
+            hint="review them, then allow each: --allow-type CLASS, a line in --allow-file "
+            "FILE, or allow_types in [tool.langgraph-migrator.app] for your app's own classes",
         )
     refusal = swap_refusal(dumps) if swap and not dry_run else None
     if refusal:

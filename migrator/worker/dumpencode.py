@@ -19,11 +19,18 @@ from migrator.worker.encode import (
     error_entry,
 )
 
-#: Classes every restore may rebuild without an explicit allowlist entry.
+#: Classes every restore may rebuild without an explicit allowlist entry: the new
+#: saver's own types, and the tool's canary classes (its own code: a database holding
+#: seeded canary threads dumps them too).
 BUILTIN_CLASSES = (
     "langgraph.types.Send",
     "langgraph.types.Interrupt",
-    "langgraph.checkpoint.serde.types._DeltaSnapshot",  # a DeltaChannel's snapshot blob
+    # A DeltaChannel's snapshot blob (langgraph >= 1.2): restored as such, so the
+    # channel's ancestors replay from it exactly as before (H-DELTA-ROLLBACK).
+    "langgraph.checkpoint.serde.types._DeltaSnapshot",
+    "migrator.worker.canaries.rich.CanaryColor",
+    "migrator.worker.canaries.rich.CanaryModel",
+    "migrator.worker.canaries.rich.CanaryRecord",
 )
 MESSAGE_MODULE = "langchain_core.messages"
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -312,19 +314,51 @@ def test_damaged_dump_is_rejected_before_any_write(
     _untouched(live_db, before)
 
 
-def test_type_outside_allowlist_is_refused_with_the_list(
+def _rename_classes(src: Path, dst_dir: Path, renames: dict[str, str]) -> Path:
+    """``src`` with classes renamed in its values and manifest, checksums redone: a dump
+    of an app whose own classes are on no built-in allowlist (the canaries' are)."""
+    dump = _copy_dump(src, dst_dir)
+    text = gzip.decompress(dump.read_bytes()).decode()
+    for old, new in renames.items():
+        assert f'"{old}"' in text, old
+        text = text.replace(f'"{old}"', f'"{new}"')
+    dump.write_bytes(gzip.compress(text.encode()))
+    mpath = dump_manifest.manifest_path(dump)
+    manifest = json.loads(mpath.read_text())
+    manifest["bytes"] = dump.stat().st_size
+    manifest["sha256"] = dump_manifest.file_sha256(dump)
+    manifest.pop("parts", None)  # one part, the whole file
+    manifest["types"] = sorted({renames.get(t, t) for t in manifest["types"]})
+    mpath.write_text(json.dumps(manifest))
+    return dump
+
+
+#: The app's own classes in :func:`_rename_classes` dumps (``shop`` is not importable).
+APP_TYPES = {RICH_TYPES[1]: "shop.models.Order", RICH_TYPES[2]: "shop.models.Parcel"}
+
+
+def test_the_tools_canary_classes_need_no_allowlist_entry(
     dumped_2_0_25: Path, live_db: str, new_env: envs.VersionEnv
 ) -> None:
-    manifest = dump_manifest.load_manifest(dumped_2_0_25)
-    assert set(RICH_TYPES) <= set(manifest.types)
+    """A database holding seeded canary threads dumps the tool's own classes: a restore
+    rebuilds them without --allow-type (the trial had to list them by hand)."""
+    assert set(RICH_TYPES) <= set(dump_manifest.load_manifest(dumped_2_0_25).types)
+    result = dumprestore.restore_dump(live_db, new_env, dumped_2_0_25, dry_run=True)
+    assert result.dry_run and result.threads
+
+
+def test_type_outside_allowlist_is_refused_with_the_list(
+    dumped_2_0_25: Path, live_db: str, new_env: envs.VersionEnv, tmp_path: Path
+) -> None:
+    dump = _rename_classes(dumped_2_0_25, tmp_path, APP_TYPES)
     before = _counts(live_db)
     with pytest.raises(ConfigError) as err:
-        dumprestore.restore_dump(live_db, new_env, dumped_2_0_25, allow_types=RICH_TYPES[:1])
+        dumprestore.restore_dump(live_db, new_env, dump, allow_types=["shop.models.Order"])
     message = str(err.value)
     listed = message.split("Hint:")[0]
-    assert RICH_TYPES[1] in listed and RICH_TYPES[2] in listed
-    assert RICH_TYPES[0] not in listed
-    assert "--allow-type" in message
+    assert "shop.models.Parcel" in listed
+    assert "shop.models.Order" not in listed and RICH_TYPES[0] not in listed
+    assert "--allow-type" in message and "allow_types" in message
     _untouched(live_db, before)
 
 
@@ -332,15 +366,48 @@ def test_worker_refuses_a_class_the_host_did_not_allow(
     dumped_2_0_25: Path, live_db: str, new_env: envs.VersionEnv, tmp_path: Path
 ) -> None:
     """Defence in depth: a manifest edited to hide a type still cannot smuggle it in."""
-    dump = _copy_dump(dumped_2_0_25, tmp_path)
+    dump = _rename_classes(dumped_2_0_25, tmp_path, APP_TYPES)
     mpath = dump_manifest.manifest_path(dump)
     manifest = json.loads(mpath.read_text())
-    manifest["types"] = [t for t in manifest["types"] if t not in RICH_TYPES]
+    manifest["types"] = [t for t in manifest["types"] if not t.startswith("shop.")]
     mpath.write_text(json.dumps(manifest))
     before = _counts(live_db)
     with pytest.raises(ConfigError, match="not in the allowlist"):
         dumprestore.restore_dump(live_db, new_env, dump)
     _untouched(live_db, before)
+
+
+APP_MODELS = """
+import dataclasses
+
+
+@dataclasses.dataclass
+class Parcel:
+    label: str
+    weight: float
+"""
+
+
+def test_the_app_profile_allows_the_apps_own_classes(
+    dumped_2_0_25: Path, live_db: str, tmp_path: Path
+) -> None:
+    """``allow_types`` in [tool.langgraph-migrator.app]: restore rebuilds the app's own
+    classes (imported from the profile's paths) without a flag; without it, exit 2
+    naming the key."""
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "shopmodels.py").write_text(APP_MODELS)
+    dump = _rename_classes(dumped_2_0_25, tmp_path, {RICH_TYPES[2]: "shopmodels.Parcel"})
+    table = '[tool.langgraph-migrator.app]\npaths = ["."]\n'
+    cli = [sys.executable, "-c", "from migrator.cli import main; main()"]
+    args = [*cli, "restore", "--dsn", live_db, str(dump), "--dry-run", "-q"]
+    (app / "pyproject.toml").write_text(table)
+    refused = subprocess.run(args, cwd=app, capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 2, refused.stderr
+    assert "shopmodels.Parcel" in refused.stderr and "allow_types" in refused.stderr
+    (app / "pyproject.toml").write_text(table + 'allow_types = ["shopmodels.Parcel"]\n')
+    done = subprocess.run(args, cwd=app, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
 
 
 #: A class path that walks from a message module through modules it imported

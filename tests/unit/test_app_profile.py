@@ -81,6 +81,8 @@ def test_default_paths_are_the_directory_and_src(tmp_path: Path) -> None:
         ('colour = "red"', "colour: unknown key"),
         ('requirements = ["-r other.txt"]', "'-r other.txt'"),
         ('requirements = "missing.txt"', "cannot read missing.txt"),
+        ('allow_types = ["shop.models.*"]', "'shop.models.*' is not module.Qualname"),
+        ('allow_types = "shop.models.Order"', "allow_types: must be a list"),
     ],
 )
 def test_bad_values_name_file_and_key(tmp_path: Path, body: str, needle: str) -> None:
@@ -132,3 +134,13 @@ def test_app_requirements_go_into_envs_built_from_a_spec(app_dir: Path) -> None:
     assert with_app.label.endswith("+ app requirements")
     assert with_app_requirements(parse_version_set("current"), profile).app_requirements == ()
     assert with_app_requirements(spec, None) == spec
+
+
+def test_allow_types_are_the_apps_own_classes_for_restore(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.langgraph-migrator.app]\n"
+        'allow_types = ["shop.models.Order", "shop.models.Order", "shop.kinds.Status"]\n'
+    )
+    profile = load_profile(tmp_path)
+    assert profile.allow_types == ("shop.models.Order", "shop.kinds.Status")
+    assert "allow_types" not in json.loads(profile.worker_env()[WORKER_ENV_VAR])
