@@ -79,7 +79,12 @@ def env_info(spec: str, *, progress: Progress = _quiet, timeout: float = 300.0) 
     version_set = envs.parse_version_set(spec)
     env = envs.ensure_env(version_set, progress=progress)  # imports the app's code there
     info = envs.run_worker(env, "info", {}, timeout=timeout)
-    info["env"] = {"label": env.label, "key": version_set.key}
+    info["env"] = {
+        "label": env.label,
+        "key": version_set.key,
+        "python": str(env.python),
+        "path": str(env.path) if env.path else None,
+    }
     profile = active_profile()
     if profile is not None:
         info["app"] = {**profile.to_dict(), "imports": "ok", "summary": profile.describe()}

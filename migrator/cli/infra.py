@@ -126,6 +126,7 @@ def env_info(spec: str, as_json: bool) -> None:
         click.echo(json.dumps(info, indent=2, sort_keys=True))
         return
     click.echo(f"environment: {info['env']['label']} (key {info['env']['key']})")
+    click.echo(f"  python: {info['env']['python']}")
     if info.get("app"):
         click.echo(f"{info['app']['summary']}: imports ok in this environment")
     for name, version in sorted(info.get("versions", {}).items()):

@@ -33,8 +33,11 @@ def test_env_info_imports_the_app_profile_in_the_environment():
     }
     assert app["imports"] == "ok"
 
+    assert json.loads(proc.stdout)["env"]["python"] == sys.executable
     text = _env_info("current")
     assert "app profile from pyproject.toml: orders, returns: imports ok" in text.stdout
+    # the interpreter to run a script in the environment (a trial had to read the code)
+    assert f"  python: {sys.executable}" in text.stdout.splitlines()
 
 
 def test_env_info_names_a_graph_that_does_not_import():
