@@ -134,3 +134,14 @@ def test_the_proving_command_names_the_threads_and_a_guessed_from_says_so():
     )
     fix = next(h.fix for h in given if h.id == "H-TASK-ID")
     assert "guess" not in fix and "--thread a" in fix
+
+
+def test_the_proving_command_names_up_to_ten_threads_and_says_when_there_are_more():
+    ids = tuple(f"t{i:02d}" for i in range(20))
+    four = (_g("1", {"lc_writes"}, 4, *ids[:4]),)
+    fix = next(h.fix for h in data_hazards(four, NEWEST)[1] if h.id == "H-METADATA-WRITES")
+    assert " ".join(f"--thread {t}" for t in ids[:4]) in fix and "the first" not in fix
+    many = (_g("1", {"lc_writes"}, 25, *ids),)
+    fix = next(h.fix for h in data_hazards(many, NEWEST)[1] if h.id == "H-METADATA-WRITES")
+    assert "--thread t09" in fix and "--thread t10" not in fix
+    assert "(the first 10 of 25 threads: add --thread for more)" in fix
