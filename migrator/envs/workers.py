@@ -345,7 +345,24 @@ def drain_worker_log() -> list[str]:
     with _LOGGED_LOCK:
         taken = list(_LOGGED)
         _LOGGED.clear()
-    return [f"{message} ({where})" for where, message in taken]
+    out = []
+    for where, message in taken:
+        if _OWN_CLASSES in message:
+            continue  # the tool's canary classes: nothing the user can act on
+        if _UNKNOWN_CHANNEL in message:
+            message += f" ({UNKNOWN_CHANNEL_NOTE})"
+        out.append(f"{message} ({where})")
+    return out
+
+
+_OWN_CLASSES = "migrator.worker.canaries."
+_UNKNOWN_CHANNEL = "wrote to unknown channel"
+#: Said with langgraph's "wrote to unknown channel": what it means in an upgrade.
+UNKNOWN_CHANNEL_NOTE = (
+    "a write an older langgraph made to a channel the new graph does not have, such "
+    "as a node's old trigger channel; langgraph drops it, and the resume checks say "
+    "whether the thread still runs as before"
+)
 
 
 def _interpret(op: str, where: str, out: bytes, stderr: str, exit_desc: str) -> dict[str, Any]:

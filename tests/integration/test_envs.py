@@ -220,6 +220,23 @@ def test_what_langgraph_logs_in_a_worker_reaches_the_host_once(
     assert envs.drain_worker_log() == []
 
 
+def test_the_tools_own_classes_are_not_reported_and_unknown_channels_are_explained() -> None:
+    from migrator.envs import workers
+
+    workers._keep_log(
+        "in env x",
+        [
+            "langgraph.checkpoint.serde.jsonplus: Deserializing unregistered type "
+            "migrator.worker.canaries.rich.CanaryModel from checkpoint.",
+            "langgraph.pregel._algo: Task fetch_a with path ('__pregel_pull', 'fetch_a') "
+            "wrote to unknown channel fetch_a, ignoring it.",
+        ],
+    )
+    said = envs.drain_worker_log()
+    assert len(said) == 1 and "unknown channel fetch_a" in said[0], said
+    assert workers.UNKNOWN_CHANNEL_NOTE in said[0] and said[0].endswith("(in env x)")
+
+
 def test_unknown_op(current_env: VersionEnv) -> None:
     with pytest.raises(WorkerError) as info:
         run_worker(current_env, "no_such_op", {})
