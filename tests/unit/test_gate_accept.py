@@ -33,3 +33,11 @@ def test_a_check_fails_on_unless_every_hazard_it_names_is_accepted():
     out = accept_hazards(checks, ("H-METADATA-WRITES",))
     assert [c.status for c in out] == ["warn", "fail", "fail", "pass"]
     assert out[0].summary == "2 breaking (accepted: --accept-hazard H-METADATA-WRITES)"
+
+
+def test_a_fallback_that_drops_metadata_writes_says_so_instead_of_cured():
+    from migrator.gate.fallback import _dropped
+
+    assert _dropped(("H-TASK-ID",)) == ""
+    said = _dropped(("H-METADATA-WRITES", "H-TASK-ID"))
+    assert "metadata.writes is dropped, not rebuilt" in said
