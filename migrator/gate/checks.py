@@ -8,6 +8,7 @@ from typing import Any
 
 from migrator.compare import Diff
 from migrator.report import Check
+from migrator.report.model import Status
 
 
 def seed_check(entry: Mapping[str, Any]) -> Check:
@@ -119,4 +120,70 @@ def accept_hazards(checks: Sequence[Check], accepted: Sequence[str]) -> list[Che
                 c, status="warn", summary=f"{c.summary} (accepted: --accept-hazard {taken})"
             )
         out.append(c)
+    return out
+
+
+def _value_key(path: str) -> str | None:
+    """The state key a value difference is about (``checked``), or None: not a value, or
+    one of langgraph's internal channels (``__pregel_tasks``: a representation change)."""
+    for marker in (".channel_values.", ".values."):
+        if marker in path:
+            key = path.rsplit(marker, 1)[1].split(".", 1)[0].split("[", 1)[0]
+            return None if key.startswith("__") else key
+    return None
+
+
+def rollback_checks(
+    rolled_back: Mapping[str, Any],
+    diff: Diff,
+    threads: list[dict[str, Any]],
+    explain: str,
+) -> list[Check]:
+    """Per thread: can the old version read what the new one wrote, and does it read the
+    same values?
+
+    ``rolled_back`` is the old version's read of the database after the new version
+    resumed the threads; ``diff`` compares the new version's read of the same rows
+    with it (``compare_snapshots(new_read, rolled_back, context="rollback")``). A read
+    error is H-ROLLBACK-NULL as before; so are values the old version reads as missing
+    or different with no error (a checkpoint-postgres 2.0.10 reader ignores values
+    3.2.0 stores inline): rolling back would lose them silently. Warnings, as every
+    rollback finding: the upgrade itself is not what breaks.
+    """
+    errors = thread_errors(rolled_back)
+    lost: dict[str, list[Any]] = {}
+    for d in diff.differences:
+        if d.severity != "ignored" and d.thread_id and _value_key(d.path):
+            lost.setdefault(d.thread_id, []).append(d)
+    out = []
+    for t in threads:
+        tid = t["thread_id"]
+        err = errors.get(tid)
+        found = lost.get(tid, [])
+        status: Status = "pass"
+        summary = "readable, with the values the new version reads"
+        differences: tuple[Mapping[str, Any], ...] = ()
+        if err:
+            status, summary = "warn", f"{explain}: {err}"
+        elif found:
+            keys = sorted({k for d in found if (k := _value_key(d.path))})
+            status = "warn"
+            summary = (
+                "the old version reads this thread, after the new one wrote to it, with no "
+                f"error but with {', '.join(keys[:5])}"
+                + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+                + " missing or different: rolling back the app loses them silently"
+            )
+            differences = tuple(d.to_dict() for d in found)
+        out.append(
+            Check(
+                check="rollback",
+                status=status,
+                summary=summary,
+                canary=t["canary"],
+                thread_id=None if t["canary"] else tid,
+                hazards=("H-ROLLBACK-NULL",) if status == "warn" else (),
+                differences=differences,
+            )
+        )
     return out

@@ -33,6 +33,7 @@ from migrator.gate.checks import (
     accept_hazards,
     diff_checks,
     read_check,
+    rollback_checks,
     seed_check,
     threads_request,
 )
@@ -491,10 +492,10 @@ def _check_target(
 
     with run.step("rollback", f"rollback check: {old_vs.label} reads what the new version wrote"):
         rolled_back = call(old_env, "snapshot", {"dsn": main, **snap_request})
-    checks += read_check(
-        "rollback",
-        "H-ROLLBACK-NULL",
+        new_read = call(new_env, "snapshot", {"dsn": main, **snap_request})
+    checks += rollback_checks(
         rolled_back,
+        compare_snapshots(new_read, rolled_back, policy=policy, context="rollback"),
         threads,
         "the old version cannot read this thread after the new one wrote to it; "
         "rolling back the app breaks it",

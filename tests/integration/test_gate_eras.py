@@ -59,7 +59,12 @@ ERA_0_2_DRIFT = {
 }
 ERA_0_2_ROLLBACK = dict.fromkeys(
     ("messages", "interrupt_before", "interrupt_fn", "send_paused", "subgraph"), "warn"
-)
+) | {
+    # read with no error, but without the values the new version stored inline in the
+    # checkpoint JSON (rich_values' `checked`, large_state's `verified`): a silent loss
+    "rich_values": "warn",
+    "large_state": "warn",
+}
 SEEDED_1_0_0 = tuple(c for c in ALL if c not in ("messages", "interrupt_fn", "rich_values"))
 
 # pair -> verdict, {check: hazard ids}, {check: {canary: status}} for every non-pass check
@@ -329,3 +334,17 @@ def test_an_accepted_hazard_no_longer_fails_the_gate(pg_default: Server) -> None
     # H-TASK-ID was not accepted: the failed node's resume still fails the gate
     assert _check(accepted, "resume", "failed_node").status == "fail"
     assert accepted.verdict == "fail"
+
+
+def test_rollback_names_values_the_old_version_reads_as_missing(
+    reports: Mapping[str, Report],
+) -> None:
+    """A new-user trial found 2.0.10 reading, with no error, threads 3.2.0 had written,
+    with their last values gone: the rollback check said "readable". It now compares the
+    old version's read with the new one's."""
+    check = _check(reports["2.0.8->current"], "rollback", "rich_values")
+    assert check.status == "warn" and check.hazards == ("H-ROLLBACK-NULL",)
+    assert "with no error but with checked missing or different" in check.summary
+    assert check.differences and all(".checked" in d["path"] for d in check.differences)
+    clean = _check(reports["2.0.25->current"], "rollback", "rich_values")
+    assert clean.status == "pass" and not clean.differences
