@@ -239,6 +239,7 @@ def _fallback(
             f"the dump/restore fallback {done}; old tables kept in schema(s) "
             f"{', '.join(kept)} (drop them with `langgraph-migrator cleanup`)"
         )
+        run.notes.append(ROLLBACK_AFTER_FALLBACK)
         _record(run, plan, outcome)
         return
     _fallback_failed(
@@ -493,6 +494,15 @@ def _fallback_checks(
         _in_place_failures_to_warnings(run, "cured by the dump/restore fallback")
     run.checks.extend(verdicts)
     return cured_all
+
+
+#: Said after a fallback that swapped: every thread is now the new saver's writing.
+ROLLBACK_AFTER_FALLBACK = (
+    "every stored thread was rewritten by the new version's saver: an app rolled back to "
+    "the old version reads them as it reads any thread the new version wrote (the gate's "
+    "rollback column; H-ROLLBACK-NULL), so roll back the data with it: the old tables "
+    "kept above, or `langgraph-migrator restore-backup`"
+)
 
 
 def _fallback_failed(

@@ -406,6 +406,8 @@ def test_migrate_without_canaries_never_leaves_threads_at_risk_under_pass(
             "version as under the old one" in flat
         )
         assert "cured" not in flat.replace("uncured", "")
+        # a rollback of the app now needs the data rolled back too (a trial had to find out)
+        assert "every stored thread was rewritten by the new version's saver" in flat
         report = json.loads((tmp_path / "migrate.json").read_text())
         judged = [c for c in report["checks"] if c["check"] == "fallback"]
         assert {c["thread_id"] for c in judged} == {"order-1", "return-1"}
