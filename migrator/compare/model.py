@@ -51,10 +51,11 @@ class Difference:
         Returns:
             ``"<severity> <path>: <kind> <old> -> <new> [hazard] [rule] - message"``.
         """
-        if show_values:
-            shown = f"{_trunc(self.old)} -> {_trunc(self.new)}"
-        else:
-            shown = f"{_brief(self.old)} -> {_brief(self.new)}"
+        show = _trunc if show_values else _brief
+        absent = absent_side(self.kind)
+        old = "absent" if absent == "old" else show(self.old)
+        new = "absent" if absent == "new" else show(self.new)
+        shown = f"{old} -> {new}"
         tags = "".join(f" [{t}]" for t in (self.hazard, self.rule) if t)
         text = f"{self.severity} {self.path}: {self.kind} {shown}{tags}"
         return f"{text} - {self.message}" if self.message else text
@@ -66,6 +67,7 @@ class Difference:
             show_values: Include the values themselves (``old``, ``new``); they may
                 hold user data, so only when the user asked (``--show-values``).
         """
+        absent = absent_side(self.kind)
         full = {
             "path": self.path,
             "kind": self.kind,
@@ -76,10 +78,10 @@ class Difference:
             "message": self.message,
             "old": self.old,
             "new": self.new,
-            "old_type": type_tag(self.old),
-            "new_type": type_tag(self.new),
-            "old_hash": short_hash(self.old),
-            "new_hash": short_hash(self.new),
+            "old_type": None if absent == "old" else type_tag(self.old),
+            "new_type": None if absent == "new" else type_tag(self.new),
+            "old_hash": None if absent == "old" else short_hash(self.old),
+            "new_hash": None if absent == "new" else short_hash(self.new),
         }
         return redact_difference(full, show_values)
 
@@ -95,8 +97,19 @@ class Difference:
         }
 
 
+def absent_side(kind: str) -> str | None:
+    """The side a difference of ``kind`` has nothing on: ``old`` for ``*_added``,
+    ``new`` for ``*_missing``, else None (both sides hold a value, ``None`` included:
+    a key added with the value None is "absent -> null", not "absent -> absent")."""
+    if kind.endswith("_added"):
+        return "old"
+    if kind.endswith("_missing"):
+        return "new"
+    return None
+
+
 def _brief(value: Any) -> str:
-    return "absent" if value is None else f"{type_tag(value)}#{short_hash(value)}"
+    return "null" if value is None else f"{type_tag(value)}#{short_hash(value)}"
 
 
 def _trunc(value: Any, limit: int = 200) -> str:

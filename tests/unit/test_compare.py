@@ -860,3 +860,17 @@ def test_resume_error_hazard_explains_the_work_not_done() -> None:
         "next": "H-INTERRUPT-RESUME",
         "values_digest": "H-INTERRUPT-RESUME",
     }
+
+
+def test_a_key_added_with_none_reads_absent_to_null_not_absent_to_absent() -> None:
+    """A trial's gate said "absent -> absent" for a state key added with the value None."""
+    added = Difference('threads["t"].state.values.note', "key_added", None, None)
+    assert "key_added absent -> null" in added.summary()
+    assert "key_added absent -> null" in added.summary(show_values=True)
+    entry = added.to_dict()
+    assert (entry["old_type"], entry["old_hash"]) == (None, None)
+    assert entry["new_type"] == "null" and entry["new_hash"]
+    gone = Difference('threads["t"].state.values.note', "key_missing", 3, None)
+    assert gone.summary().endswith("-> absent") and gone.to_dict()["new_type"] is None
+    changed = Difference('threads["t"].state.values.note', "value_changed", None, 3)
+    assert "value_changed null -> " in changed.summary()

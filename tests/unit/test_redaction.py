@@ -131,7 +131,10 @@ def test_no_format_shows_a_value_without_show_values(index: int, tmp_path: Path)
     data = json.loads(outputs["json"])
     diffs = [d for c in data["checks"] for d in c["differences"]]
     assert diffs and all({"old", "new", "summary_values"}.isdisjoint(d) for d in diffs)
-    assert all(d["path"] and d["old_type"] and d["new_hash"] for d in diffs)
+    # (an absent side has neither: a key added or missing)
+    assert all(d["path"] for d in diffs)
+    assert all(d["old_type"] or d["kind"].endswith("_added") for d in diffs)
+    assert all(d["new_hash"] or d["kind"].endswith("_missing") for d in diffs)
     assert any(d["path"].endswith(".metadata.api_key") for d in diffs)
 
 
