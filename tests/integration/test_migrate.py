@@ -103,6 +103,26 @@ def test_migrate_no_ledger_1_0_0(pg_server, pg_dsn):
     assert_newest_reads_every_thread(pg_dsn, "1.0.0")
 
 
+def test_a_second_migrate_starts_no_setup_worker_and_changes_nothing(pg_server, pg_dsn):
+    """The deploy hook runs migrate on every deploy: with nothing pending and nothing to
+    repair it no longer starts a worker to run setup() (2 s of its 3), and still checks
+    the schema against the reference."""
+    load_era(pg_dsn, "1.0.0")
+    first = api.migrate(settings(pg_dsn, pg_server.dsn))
+    assert first.error is None, first.error
+    assert "not run" not in check(first, "setup")[0].summary
+    before = public_state(pg_dsn)
+    again = api.migrate(settings(pg_dsn, pg_server.dsn))
+    assert again.error is None, again.error
+    summary = check(again, "setup")[0].summary
+    assert summary == (
+        "nothing to do (ledger v9); setup() not run: the plan has no pending statement and "
+        "no repair"
+    )
+    assert public_state(pg_dsn) == before
+    assert_schema_is_reference(pg_dsn, pg_server.dsn)
+
+
 def test_migrate_ledger_shift_2_0_8_to_2_0_12(pg_server, pg_dsn):
     to = "langgraph-checkpoint-postgres==2.0.12"
     load_era(pg_dsn, "2.0.8")
