@@ -380,6 +380,7 @@ def _with_app_table(
     """
     from migrator.app.profile import FLAG_KEYS, setting_origins
 
+    rows = _with_allow_types(rows)
     names = {f"--{flag_name(o)}": o.name for o in _options(command) if o.name in FLAG_KEYS}
     if not names:
         return rows
@@ -394,6 +395,29 @@ def _with_app_table(
         out.append(
             EffectiveOption(row.command, row.option, _masked(got.value), got.source, got.origin)
         )
+    return out
+
+
+def _with_allow_types(rows: list[EffectiveOption]) -> list[EffectiveOption]:
+    """``--allow-type`` with the app profile's ``allow_types`` added, as ``restore`` uses it."""
+    if not any(row.option == "--allow-type" for row in rows):
+        return rows
+    from migrator.app.profile import describe_key, load_profile
+
+    profile = load_profile()
+    if not profile.allow_types:
+        return rows
+    out = []
+    for row in rows:
+        if row.option != "--allow-type":
+            out.append(row)
+            continue
+        given = list(row.value or []) if row.source != "default" else []
+        origin = describe_key(profile.source, "allow_types")
+        if given:
+            origin = f"{row.source} ({row.origin or row.option}), plus {origin}"
+        value = given + list(profile.allow_types)
+        out.append(EffectiveOption(row.command, row.option, value, "file", origin))
     return out
 
 

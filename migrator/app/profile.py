@@ -166,6 +166,11 @@ def _where(path: Path | None, key: str) -> str:
     return f"{path.name} [tool.langgraph-migrator.{APP_TABLE}] {key}" if path else key
 
 
+def describe_key(path: Path | None, key: str) -> str:
+    """Where an app-table key lives, for messages (``pyproject.toml [tool.…app] key``)."""
+    return _where(path, key)
+
+
 def _spec(value: Any, where: str) -> str:
     if not isinstance(value, str) or not _SPEC.match(value):
         raise ConfigError(

@@ -269,3 +269,20 @@ def test_config_show_without_an_app_table_shows_defaults(tmp_path):
     assert rows["migrate --graph"]["source"] == "default"
     assert rows["migrate --graph"]["value"] == []
     assert rows["migrate --app-path"]["value"] == []
+
+
+def test_config_show_adds_the_app_profiles_allow_types_to_allow_type(tmp_path):
+    """restore allows --allow-type plus the app table's allow_types: config show says both."""
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.langgraph-migrator.app]\nallow_types = ["shop.models.Order"]\n'
+    )
+    row = _show(tmp_path, "restore")["restore --allow-type"]
+    assert row["value"] == ["shop.models.Order"]
+    assert (row["source"], row["origin"]) == (
+        "file",
+        "pyproject.toml [tool.langgraph-migrator.app] allow_types",
+    )
+    row = _show(tmp_path, "restore", "--allow-type", "a.B")["restore --allow-type"]
+    assert row["value"] == ["a.B", "shop.models.Order"]
+    assert row["origin"].endswith("plus pyproject.toml [tool.langgraph-migrator.app] allow_types")
+    assert _show(tmp_path / "..", "restore")["restore --allow-type"]["source"] == "default"
