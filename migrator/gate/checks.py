@@ -8,7 +8,6 @@ from typing import Any
 
 from migrator.compare import Diff
 from migrator.report import Check
-from migrator.report.model import Status
 
 
 def seed_check(entry: Mapping[str, Any]) -> Check:
@@ -150,40 +149,33 @@ def rollback_checks(
     3.2.0 stores inline): rolling back would lose them silently. Warnings, as every
     rollback finding: the upgrade itself is not what breaks.
     """
-    errors = thread_errors(rolled_back)
     lost: dict[str, list[Any]] = {}
     for d in diff.differences:
         if d.severity != "ignored" and d.thread_id and _value_key(d.path):
             lost.setdefault(d.thread_id, []).append(d)
+    read = read_check("rollback", "H-ROLLBACK-NULL", rolled_back, threads, explain)
     out = []
-    for t in threads:
-        tid = t["thread_id"]
-        err = errors.get(tid)
-        found = lost.get(tid, [])
-        status: Status = "pass"
-        summary = "readable, with the values the new version reads"
-        differences: tuple[Mapping[str, Any], ...] = ()
-        if err:
-            status, summary = "warn", f"{explain}: {err}"
-        elif found:
+    for t, c in zip(threads, read, strict=True):
+        found = lost.get(t["thread_id"], [])
+        if c.status != "pass":  # the old version could not read it at all
+            out.append(c)
+        elif not found:
+            out.append(replace(c, summary="readable, with the values the new version reads"))
+        else:
             keys = sorted({k for d in found if (k := _value_key(d.path))})
-            status = "warn"
             summary = (
                 "the old version reads this thread, after the new one wrote to it, with no "
                 f"error but with {', '.join(keys[:5])}"
                 + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
                 + " missing or different: rolling back the app loses them silently"
             )
-            differences = tuple(d.to_dict() for d in found)
-        out.append(
-            Check(
-                check="rollback",
-                status=status,
-                summary=summary,
-                canary=t["canary"],
-                thread_id=None if t["canary"] else tid,
-                hazards=("H-ROLLBACK-NULL",) if status == "warn" else (),
-                differences=differences,
+            out.append(
+                replace(
+                    c,
+                    status="warn",
+                    summary=summary,
+                    hazards=("H-ROLLBACK-NULL",),
+                    differences=tuple(d.to_dict() for d in found),
+                )
             )
-        )
     return out
