@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -40,6 +41,30 @@ def _count(dsn: str, table: str) -> int:
         return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # type: ignore[index]
 
 
+@contextmanager
+def _writer(dsn: str, pause: float) -> Iterator[list[float]]:
+    """The application: inserts into ``checkpoints`` every ``pause`` s on a connection of
+    its own while the block runs; yields each insert's seconds (how long it waited)."""
+    waits: list[float] = []
+    stop = threading.Event()
+
+    def write() -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            while not stop.is_set():
+                t0 = time.monotonic()
+                conn.execute("INSERT INTO checkpoints VALUES (7)")
+                waits.append(time.monotonic() - t0)
+                time.sleep(pause)
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    try:
+        yield waits
+    finally:
+        stop.set()
+        thread.join()
+
+
 def test_swap_moves_every_table_in_one_short_window(two_schemas: str) -> None:
     result = swap_tables(two_schemas, "shadow", "public", "old_1", TABLES)
     assert result.attempts == 1
@@ -57,25 +82,11 @@ def test_swap_retries_past_a_long_transaction_and_writers_wait_at_most_lock_time
 ) -> None:
     holder = psycopg.connect(two_schemas)
     holder.execute("INSERT INTO checkpoint_writes VALUES (99)")  # a long app transaction
-    waits: list[float] = []
-    stop = threading.Event()
-
-    def writer() -> None:
-        with psycopg.connect(two_schemas, autocommit=True) as conn:
-            while not stop.is_set():
-                t0 = time.monotonic()
-                conn.execute("INSERT INTO checkpoints VALUES (7)")
-                waits.append(time.monotonic() - t0)
-                time.sleep(0.02)
-
-    thread = threading.Thread(target=writer)
-    thread.start()
-    threading.Timer(1.5, holder.commit).start()
     try:
-        result = swap_tables(two_schemas, "shadow", "public", "old_2", TABLES, lock_timeout=0.3)
+        with _writer(two_schemas, 0.02) as waits:
+            threading.Timer(1.5, holder.commit).start()
+            result = swap_tables(two_schemas, "shadow", "public", "old_2", TABLES, lock_timeout=0.3)
     finally:
-        stop.set()
-        thread.join()
         holder.close()
     assert result.attempts > 1
     assert max(waits) < 0.3 + 0.5, f"a writer waited {max(waits):.2f}s behind the swap"
@@ -167,25 +178,11 @@ def test_swap_window_is_two_round_trips_not_one_per_statement(two_schemas: str) 
     """
     delay = 0.1
     link = _SlowLink(two_schemas, delay)
-    waits: list[float] = []
-    stop = threading.Event()
-
-    def writer() -> None:  # the application, on a direct connection
-        with psycopg.connect(two_schemas, autocommit=True) as conn:
-            while not stop.is_set():
-                t0 = time.monotonic()
-                conn.execute("INSERT INTO checkpoints VALUES (7)")
-                waits.append(time.monotonic() - t0)
-                time.sleep(0.005)
-
-    thread = threading.Thread(target=writer)
-    thread.start()
     try:
-        time.sleep(0.2)
-        result = swap_tables(link.dsn, "shadow", "public", "old_4", TABLES)
+        with _writer(two_schemas, 0.005) as waits:  # the application, on a direct connection
+            time.sleep(0.2)
+            result = swap_tables(link.dsn, "shadow", "public", "old_4", TABLES)
     finally:
-        stop.set()
-        thread.join()
         link.close()
     assert result.attempts == 1
     assert sorted(result.moved_in) == sorted(TABLES[1:])
